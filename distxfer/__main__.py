@@ -1,0 +1,7 @@
+"""`python -m distxfer` runs the command line."""
+
+import sys
+
+from distxfer.cli import main
+
+sys.exit(main())

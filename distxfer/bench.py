@@ -1,0 +1,145 @@
+"""`distxfer bench`: images per second for 1 and 2 workers per engine, and weak-scaling efficiency.
+
+Each measurement starts real worker processes the way users start them (horovodrun, TF_CONFIG
+workers on loopback, one MirroredStrategy process over logical CPU devices), each with one
+intra-op thread, and times the trainer's own compiled step (`PhaseSteps`) on the same model and
+in-memory data: the engine and the step are measured, not the disk. Weak scaling keeps the
+per-worker batch fixed, so efficiency = throughput(2) / (2 x throughput(1)). Both numbers of a
+pair come from the same run of this command, side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from distxfer.engines.tfconfig import free_port
+
+WARMUP_STEPS = 5
+
+
+def worker_main(argv: list[str] | None = None) -> None:
+    """One worker of a measurement (run by `python -m distxfer.bench`)."""
+    parser = argparse.ArgumentParser()
+    for name, kind in (("--engine", str), ("--steps", int), ("--batch-size", int), ("--image-size", int),
+                       ("--backbone", str), ("--cpu-replicas", int), ("--result", str)):
+        parser.add_argument(name, type=kind, required=name != "--cpu-replicas")
+    args = parser.parse_args(argv)
+    from distxfer.logs import quiet_tensorflow
+
+    quiet_tensorflow()
+    from distxfer.config import EngineConfig, ModelConfig, PhaseConfig
+    from distxfer.engines import create_engine
+
+    engine = create_engine(EngineConfig(name=args.engine, threads=1, cpu_replicas=args.cpu_replicas or 0))
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from distxfer.models import apply_phase, build_model
+    from distxfer.train.steps import PhaseSteps
+
+    size = (args.image_size, args.image_size)
+    model_cfg = ModelConfig(backbone=args.backbone, weights=None, backbone_args=_backbone_args(args.backbone))
+    with engine.scope():
+        keras.utils.set_random_seed(0)
+        model = build_model(model_cfg, 10, size, 3)
+        apply_phase(model, PhaseConfig(trainable="all"))
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        optimizer.build(model.trainable_variables)
+    global_batch = args.batch_size * engine.num_replicas
+    steps = PhaseSteps(model, optimizer, engine, global_batch=global_batch, num_classes=10)
+    rng = np.random.default_rng(engine.rank)
+    batches = {"image": rng.integers(0, 256, (8 * args.batch_size, *size, 3), dtype=np.uint8),
+               "label": rng.integers(0, 10, 8 * args.batch_size).astype(np.int32),
+               "weight": np.ones(8 * args.batch_size, np.float32),
+               "id": np.arange(8 * args.batch_size, dtype=np.int64)}
+    dataset = tf.data.Dataset.from_tensor_slices(batches).batch(args.batch_size, drop_remainder=True)
+    dataset = dataset.cache().repeat().prefetch(tf.data.AUTOTUNE)
+    iterator = iter(engine.distribute(dataset))
+    steps.train(iterator, WARMUP_STEPS)
+    engine.all_sum([steps.train_stats.numpy()])  # everyone finished warming up
+    started = time.perf_counter()
+    steps.train(iterator, args.steps)
+    engine.all_sum([steps.train_stats.numpy()])  # everyone finished the timed steps
+    elapsed = time.perf_counter() - started
+    if engine.is_chief:
+        Path(args.result).write_text(json.dumps({"images_per_second": global_batch * args.steps / elapsed,
+                                                 "seconds": elapsed, "replicas": engine.num_replicas}))
+    engine.shutdown()
+
+
+def _backbone_args(backbone: str) -> dict:
+    return {"alpha": 0.35} if backbone.lower().replace("_", "") in ("mobilenetv2", "mobilenet") else {}
+
+
+def _commands(engine: str, workers: int, worker_args: list[str], result: str) -> list[list[str]]:
+    python = [sys.executable, "-m", "distxfer.bench"]
+    args = [*worker_args, "--result", result]
+    if engine == "horovod":
+        runner = shutil.which("horovodrun") or str(Path(sys.executable).with_name("horovodrun"))
+        return [[runner, "--gloo", "-np", str(workers), "-H", f"localhost:{workers}", *python,
+                 "--engine", "horovod", *args]]
+    if engine == "multiworker":
+        return [[*python, "--engine", "multiworker", *args]] * workers
+    if engine == "mirrored":
+        return [[*python, "--engine", "mirrored" if workers > 1 else "single", "--cpu-replicas", str(workers), *args]]
+    return [[*python, "--engine", "single", *args]]
+
+
+def measure(engine: str, workers: int, worker_args: list[str]) -> dict:
+    """Run one measurement; return the chief's result."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "result.json")
+        commands = _commands(engine, workers, worker_args, result)
+        ports = [free_port() for _ in commands]
+        processes = []
+        for index, command in enumerate(commands):
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
+            if engine == "multiworker":
+                env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                                               "task": {"type": "worker", "index": index}})
+            processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                              text=True))
+        outputs = [p.communicate()[0] for p in processes]
+        if any(p.returncode for p in processes) or not os.path.exists(result):
+            raise RuntimeError(f"{engine} with {workers} worker(s) failed:\n" + "\n".join(o[-3000:] for o in outputs))
+        return json.loads(Path(result).read_text())
+
+
+def run_engine_benchmark(*, engines: list[str], steps: int, batch_size: int, image_size: int, backbone: str,
+                         output: str | None = None) -> list[dict]:
+    worker_args = ["--steps", str(steps), "--batch-size", str(batch_size), "--image-size", str(image_size),
+                   "--backbone", backbone]
+    rows = []
+    for engine in engines:
+        one = measure(engine, 1, worker_args)
+        two = measure(engine, 2, worker_args)
+        efficiency = two["images_per_second"] / (2 * one["images_per_second"])
+        rows.append({"engine": engine, "one": one["images_per_second"], "two": two["images_per_second"],
+                     "efficiency": efficiency})
+        print(f"{engine:<12} 1 worker {one['images_per_second']:8.1f} img/s   2 workers "
+              f"{two['images_per_second']:8.1f} img/s   weak-scaling efficiency {efficiency:.3f}", flush=True)
+    if output:
+        _append_markdown(Path(output), rows, backbone, image_size, batch_size, steps)
+    return rows
+
+
+def _append_markdown(path: Path, rows: list[dict], backbone: str, image_size: int, batch: int, steps: int) -> None:
+    lines = [f"\n### {time.strftime('%Y-%m-%d')}: {backbone} {image_size}x{image_size}, batch {batch} per worker,"
+             f" {steps} timed steps, one thread per worker, {os.cpu_count()} cores\n",
+             "| engine | 1 worker (img/s) | 2 workers (img/s) | weak-scaling efficiency |", "|---|---|---|---|"]
+    lines += [f"| {r['engine']} | {r['one']:.1f} | {r['two']:.1f} | {r['efficiency']:.3f} |" for r in rows]
+    with path.open("a") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    worker_main()

@@ -1,0 +1,163 @@
+"""Step-level checkpoints: one file per checkpoint, written atomically, newest K kept plus the best.
+
+A checkpoint is a single `.npz` holding the model's and the optimizer's variables (in their
+deterministic order, with names and shapes checked on load) and a JSON `state`: phase, epoch,
+step within the epoch, global step, the data order (seed, global batch, dataset fingerprint) and
+the best validation metric so far. It is written to a temporary file, flushed to disk, then
+renamed into place, so a crash at any moment leaves either the old set of checkpoints or the new
+one, never a torn file. `best.npz` is a hard link to the best checkpoint, replaced atomically.
+
+Only the chief writes. Writing happens on a background thread from a snapshot of the values,
+so the accelerators do not wait for the disk; the next save (or `close`) waits for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distxfer.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
+BEST = "best.npz"
+
+
+@dataclass
+class Snapshot:
+    """The values of one checkpoint, in memory."""
+
+    state: dict[str, Any]
+    model: list[np.ndarray]
+    optimizer: list[np.ndarray]
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays to `path` so that readers see the old file or the complete new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_snapshot(path: Path) -> Snapshot:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            state = json.loads(str(data["state"]))
+            model = [data[f"model/{i:05d}"] for i in range(state["num_model"])]
+            optimizer = [data[f"optimizer/{i:05d}"] for i in range(state["num_optimizer"])]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({exc}); delete it to resume from an older one") from None
+    return Snapshot(state, model, optimizer)
+
+
+class CheckpointStore:
+    """The checkpoints of one run directory."""
+
+    def __init__(self, directory: Path, *, keep: int, best_metric: str, writer: bool) -> None:
+        self.directory = Path(directory)
+        self.keep = keep
+        self.best_metric = best_metric
+        self.writer = writer
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        if writer:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for stale in self.directory.glob(".*.tmp-*"):  # left by a crash mid-write
+                stale.unlink(missing_ok=True)
+
+    def steps(self) -> list[int]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _NAME.match(p.name)))
+
+    def path_for(self, step: int) -> Path:
+        return self.directory / f"ckpt-{step:09d}.npz"
+
+    def latest(self) -> Snapshot | None:
+        """The newest readable checkpoint (an unreadable newest one is reported and skipped)."""
+        for step in reversed(self.steps()):
+            try:
+                return read_snapshot(self.path_for(step))
+            except CheckpointError as exc:
+                log.warning("%s", exc)
+        return None
+
+    def best(self) -> Snapshot | None:
+        path = self.directory / BEST
+        return read_snapshot(path) if path.exists() else None
+
+    def save(self, snapshot: Snapshot, *, is_best: bool) -> Path:
+        """Queue `snapshot` for writing (waits for the previous write first)."""
+        self.wait()
+        step = int(snapshot.state["global_step"])
+        path = self.path_for(step)
+        self._thread = threading.Thread(target=self._write, args=(snapshot, path, is_best),
+                                        name="checkpoint-writer", daemon=False)
+        self._thread.start()
+        return path
+
+    def wait(self) -> None:
+        """Block until the queued write is on disk; re-raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise CheckpointError(f"writing a checkpoint in {self.directory} failed: {error}") from error
+
+    def _write(self, snapshot: Snapshot, path: Path, is_best: bool) -> None:
+        try:
+            arrays = {"state": np.array(json.dumps(snapshot.state))}
+            arrays.update({f"model/{i:05d}": a for i, a in enumerate(snapshot.model)})
+            arrays.update({f"optimizer/{i:05d}": a for i, a in enumerate(snapshot.optimizer)})
+            write_npz_atomic(path, arrays)
+            if is_best:
+                link = self.directory / f".{BEST}.link-{os.getpid()}"
+                link.unlink(missing_ok=True)
+                os.link(path, link)
+                os.replace(link, self.directory / BEST)
+                _fsync_dir(self.directory)
+            for old in self.steps()[: -self.keep]:
+                self.path_for(old).unlink(missing_ok=True)
+        except BaseException as exc:  # reported by the next wait()
+            self._error = exc
+
+
+def check_fits(arrays: Sequence[np.ndarray], variables: Sequence[Any], kind: str, where: str) -> None:
+    """Raise CheckpointError unless the arrays fit these variables one to one."""
+    if len(arrays) != len(variables):
+        raise CheckpointError(
+            f"the checkpoint in {where} holds {len(arrays)} {kind} variables but this run has {len(variables)};"
+            " it was written by a different model or phase set-up: use a new output.run_dir"
+        )
+    for array, variable in zip(arrays, variables):
+        if tuple(array.shape) != tuple(variable.shape):
+            raise CheckpointError(
+                f"the checkpoint in {where}: {kind} variable {variable.path} has shape {tuple(variable.shape)}"
+                f" here but {tuple(array.shape)} in the checkpoint: use a new output.run_dir"
+            )

@@ -1,0 +1,253 @@
+"""The config tree: what a run is made of, as typed dataclasses with their own value checks.
+
+Field types are enforced by `distxfer.config.loader`; each `check` method here rejects values
+that have the right type but cannot work, naming the key. Defaults are what a user gets without
+writing the key, so each one is a value we would choose ourselves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from distxfer.errors import ConfigError
+
+Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation, with ImageDataGenerator's meaning for each knob."""
+
+    rotation: float = 0.0  # degrees, like rotation_range: uniform in [-r, r]
+    width_shift: float = 0.0  # fraction of width, like width_shift_range
+    height_shift: float = 0.0  # fraction of height
+    shear: float = 0.0  # degrees, like shear_range
+    zoom: list[float] | float = 0.0  # z -> [1-z, 1+z], or an explicit [lo, hi]
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    brightness: list[float] | None = None  # [lo, hi] multiplicative, like brightness_range
+    random_resized_crop: list[float] | None = None  # [min_area, max_area] fraction, e.g. [0.08, 1.0]
+    fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
+    fill_value: float = 0.0
+
+    def zoom_range(self) -> tuple[float, float]:
+        if isinstance(self.zoom, list):
+            return float(self.zoom[0]), float(self.zoom[1])
+        return 1.0 - float(self.zoom), 1.0 + float(self.zoom)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(
+            self.rotation or self.width_shift or self.height_shift or self.shear
+            or self.zoom_range() != (1.0, 1.0) or self.horizontal_flip or self.vertical_flip
+            or self.brightness or self.random_resized_crop
+        )
+
+    def check(self, key: str) -> None:
+        _require(0 <= self.rotation <= 180, f"{key}.rotation", "must be between 0 and 180 degrees")
+        for name in ("width_shift", "height_shift"):
+            _require(0 <= getattr(self, name) < 1, f"{key}.{name}", "must be a fraction in [0, 1)")
+        _require(0 <= self.shear < 90, f"{key}.shear", "must be between 0 and 90 degrees")
+        if isinstance(self.zoom, list):
+            _require(len(self.zoom) == 2 and 0 < self.zoom[0] <= self.zoom[1], f"{key}.zoom",
+                     "must be a number z in [0, 1) or a pair [lo, hi] with 0 < lo <= hi")
+        else:
+            _require(0 <= self.zoom < 1, f"{key}.zoom", "must be in [0, 1) or a pair [lo, hi]")
+        if self.brightness is not None:
+            _require(len(self.brightness) == 2 and 0 <= self.brightness[0] <= self.brightness[1],
+                     f"{key}.brightness", "must be a pair [lo, hi] with 0 <= lo <= hi, e.g. [0.8, 1.2]")
+        if self.random_resized_crop is not None:
+            lo_hi = self.random_resized_crop
+            _require(len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1, f"{key}.random_resized_crop",
+                     "must be a pair [min_area, max_area] of fractions, e.g. [0.08, 1.0]")
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they become batches."""
+
+    train_dir: str | None = None  # class folders, or a TFRecord folder made by `distxfer data convert`
+    val_dir: str | None = None
+    val_split: float = 0.0  # fraction of train_dir held out per class when val_dir is not given
+    test_dir: str | None = None
+    image_size: list[int] | None = None  # [height, width]; null = the backbone's native size
+    color_mode: Literal["rgb", "grayscale"] = "rgb"
+    batch_size: int = 32  # per replica (per GPU / per worker thread); global = batch_size x replicas
+    shuffle: bool = True
+    cache: Literal["none", "memory", "disk"] = "none"  # decoded, resized images
+    scan: Literal["quick", "full", "off"] = "quick"  # look for bad files before training
+    bad_files: Literal["error", "skip"] = "error"
+    follow_links: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self, key: str) -> None:
+        _require(self.batch_size >= 1, f"{key}.batch_size", "must be at least 1")
+        _require(0 <= self.val_split < 1, f"{key}.val_split", "must be a fraction in [0, 1)")
+        _require(not (self.val_dir and self.val_split), f"{key}.val_split",
+                 "cannot be used together with data.val_dir; set one of them")
+        if self.image_size is not None:
+            _require(len(self.image_size) == 2 and min(self.image_size) >= 8, f"{key}.image_size",
+                     "must be [height, width], each at least 8 pixels")
+        self.augment.check(f"{key}.augment")
+
+
+@dataclass
+class HeadConfig:
+    """The new classifier put on top of the backbone."""
+
+    pooling: Literal["avg", "max", "flatten"] = "avg"
+    dropout: float = 0.0
+    hidden_units: int = 0  # 0 = no hidden layer
+
+    def check(self, key: str) -> None:
+        _require(0 <= self.dropout < 1, f"{key}.dropout", "must be in [0, 1)")
+        _require(self.hidden_units >= 0, f"{key}.hidden_units", "must be 0 or more")
+
+
+@dataclass
+class ModelConfig:
+    """The backbone, where its weights come from, and the head."""
+
+    backbone: str = "MobileNetV2"  # any keras.applications name (case and _ ignored), or "mlp"
+    weights: str | None = "imagenet"  # "imagenet", null/"none", or a path to a weights file
+    backbone_args: dict[str, Any] = field(default_factory=dict)  # e.g. {alpha: 0.35}
+    batchnorm: Literal["frozen", "train"] = "frozen"  # frozen = inference mode, as Keras advises
+    rescale: float = 1.0 / 255.0  # input scaling for the "mlp" model (backbones use their own)
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+    def check(self, key: str) -> None:
+        _require(bool(self.backbone.strip()), f"{key}.backbone", "must name a backbone, e.g. ResNet50")
+        if self.weights is not None and self.weights.strip().lower() in ("none", ""):
+            self.weights = None  # YAML's `none` is a string; both spellings mean random init
+        _require(self.rescale > 0, f"{key}.rescale", "must be positive")
+        self.head.check(f"{key}.head")
+
+
+@dataclass
+class PhaseConfig:
+    """One stage of training: which layers learn, for how long, and how fast."""
+
+    name: str = ""
+    epochs: int = 1
+    trainable: str = "head"  # head | all | top:N (top N layers of the backbone) | from:LAYER
+    train_batchnorm: bool = False  # let unfrozen BatchNorm layers learn gamma/beta
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = 1e-3  # for reference_batch; scaled to the global batch by lr_scaling
+    lr_scaling: Literal["none", "linear", "sqrt"] = "linear"
+    reference_batch: int | None = None  # the batch learning_rate was tuned for; null = data.batch_size
+    momentum: float = 0.9  # sgd and rmsprop
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    warmup_epochs: float = 0.0
+    min_learning_rate: float = 0.0  # where cosine ends
+    step_epochs: int = 10  # step schedule: multiply by step_factor every step_epochs
+    step_factor: float = 0.1
+    label_smoothing: float = 0.0
+    clipnorm: float | None = None
+
+    def check(self, key: str) -> None:
+        _require(self.epochs >= 1, f"{key}.epochs", "must be at least 1")
+        _require(self.learning_rate > 0 and math.isfinite(self.learning_rate), f"{key}.learning_rate",
+                 "must be a positive number")
+        _require(self.reference_batch is None or self.reference_batch >= 1, f"{key}.reference_batch",
+                 "must be at least 1")
+        _require(0 <= self.warmup_epochs <= self.epochs, f"{key}.warmup_epochs",
+                 f"must be between 0 and the phase's epochs ({self.epochs})")
+        _require(0 <= self.min_learning_rate <= self.learning_rate, f"{key}.min_learning_rate",
+                 "must be between 0 and learning_rate")
+        _require(self.step_epochs >= 1, f"{key}.step_epochs", "must be at least 1")
+        _require(0 < self.step_factor <= 1, f"{key}.step_factor", "must be in (0, 1]")
+        _require(0 <= self.label_smoothing < 1, f"{key}.label_smoothing", "must be in [0, 1)")
+        _require(self.weight_decay >= 0, f"{key}.weight_decay", "must be 0 or more")
+        _require(self.clipnorm is None or self.clipnorm > 0, f"{key}.clipnorm", "must be positive")
+        self.trainable_spec(key)
+
+    def trainable_spec(self, key: str = "trainable") -> tuple[str, str | int | None]:
+        """Parse `trainable` into ("head"|"all", None), ("top", N) or ("from", layer name)."""
+        value = self.trainable.strip()
+        if value in ("head", "all"):
+            return value, None
+        kind, _, arg = value.partition(":")
+        if kind == "top" and arg.strip().isdigit() and int(arg) >= 1:
+            return "top", int(arg)
+        if kind == "from" and arg.strip():
+            return "from", arg.strip()
+        raise ConfigError(f"{key}.trainable: {value!r} is not one of head, all, top:N, from:LAYER_NAME")
+
+
+@dataclass
+class EngineConfig:
+    """Which distributed engine runs the step, and its knobs."""
+
+    name: Literal["auto", "single", "mirrored", "multiworker", "horovod"] = "auto"
+    cpu_replicas: int = 0  # mirrored on a CPU-only machine: split the CPU into N logical devices
+    collective: Literal["auto", "ring", "nccl"] = "auto"  # multiworker all-reduce implementation
+    fp16_allreduce: bool = False  # horovod: compress gradients to float16 on the wire
+    threads: int = 0  # intra-op threads per process; 0 = TensorFlow's default
+
+    def check(self, key: str) -> None:
+        _require(self.cpu_replicas >= 0, f"{key}.cpu_replicas", "must be 0 or more")
+        _require(self.threads >= 0, f"{key}.threads", "must be 0 or more")
+
+
+@dataclass
+class OutputConfig:
+    """What the run writes and where."""
+
+    run_dir: str = "runs/default"
+    checkpoint_every_steps: int = 0  # 0 = only at epoch and phase ends
+    keep_checkpoints: int = 3  # newest step checkpoints kept, besides the best
+    best_metric: Literal["val_accuracy", "val_loss", "val_top5_accuracy"] = "val_accuracy"
+    tensorboard: bool = True
+    log_every_steps: int = 20  # TensorBoard scalars and throughput
+    image_grid: int = 16  # augmented training images shown in TensorBoard per phase; 0 = none
+    stop_check_steps: int = 10  # how often ranks agree whether to stop (signal or time limit)
+
+    def check(self, key: str) -> None:
+        _require(self.checkpoint_every_steps >= 0, f"{key}.checkpoint_every_steps", "must be 0 or more")
+        _require(self.keep_checkpoints >= 1, f"{key}.keep_checkpoints", "must be at least 1")
+        _require(self.log_every_steps >= 1, f"{key}.log_every_steps", "must be at least 1")
+        _require(0 <= self.image_grid <= 64, f"{key}.image_grid", "must be between 0 and 64")
+        _require(self.stop_check_steps >= 1, f"{key}.stop_check_steps", "must be at least 1")
+
+
+@dataclass
+class Config:
+    """A whole run."""
+
+    seed: int = 0
+    precision: Precision = "float32"
+    xla: bool = False  # compile the forward and backward pass with XLA (jit_compile)
+    steps_per_execution: int = 1  # training steps per compiled call
+    max_train_seconds: float = 0.0  # stop cleanly (checkpoint, then evaluate) after this; 0 = none
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig(name="head")])
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def check(self) -> None:
+        _require(self.seed >= 0, "seed", "must be 0 or more")
+        _require(self.steps_per_execution >= 1, "steps_per_execution", "must be at least 1")
+        _require(self.max_train_seconds >= 0, "max_train_seconds", "must be 0 or more")
+        _require(len(self.phases) >= 1, "phases", "must list at least one phase")
+        self.data.check("data")
+        self.model.check("model")
+        names = [p.name for p in self.phases if p.name]
+        _require(len(names) == len(set(names)), "phases", "phase names must be unique")
+        for i, phase in enumerate(self.phases):
+            if not phase.name:
+                phase.name = f"phase{i + 1}"
+            phase.check(f"phases.{i}")
+        self.engine.check("engine")
+        self.output.check("output")
+        every, spe = self.output.checkpoint_every_steps, self.steps_per_execution
+        _require(every % spe == 0, "output.checkpoint_every_steps",
+                 f"must be a multiple of steps_per_execution ({spe})")

@@ -1,0 +1,111 @@
+"""The one seam between the trainer and a distributed engine.
+
+The trainer asks an `Engine` where it runs (rank, size, replicas, chief), builds variables in its
+`scope`, feeds it per-process datasets, runs the per-replica step through `run`, and uses its
+collectives. It never asks which engine it is. Conventions shared by every engine:
+
+- The per-replica loss is divided by the GLOBAL batch; gradients are SUMMED over all replicas
+  before they are applied (`reduce_gradients` does it where the optimizer does not).
+- `local_sum` adds up per-replica values of this process, inside a compiled function, with no
+  communication; `all_sum` adds up values across processes, eagerly, and every process must
+  call it at the same point (it is a collective).
+- `broadcast` and `broadcast_object` hand the chief's values to every process (collectives too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class Engine:
+    """Where this process runs and how its replicas talk to each other.
+
+    The defaults are those of one process with one replica; engines override what differs.
+    """
+
+    name: str = "engine"
+
+    def __init__(self, *, rank: int = 0, local_rank: int = 0, size: int = 1, local_replicas: int = 1,
+                 reason: str = "") -> None:
+        self.rank = rank
+        self.local_rank = local_rank
+        self.size = size  # processes
+        self.local_replicas = local_replicas  # replicas (devices) driven by this process
+        self.reason = reason  # why this engine was chosen, for the log
+
+    @property
+    def num_replicas(self) -> int:
+        return self.size * self.local_replicas
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+    def describe(self) -> str:
+        return (f"{self.name}: {self.size} process(es) x {self.local_replicas} replica(s)"
+                f" = {self.num_replicas} replica(s)")
+
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        """Context in which the model and optimizer variables are created."""
+        return contextlib.nullcontext()
+
+    def distribute(self, dataset: Any) -> Iterable[Any]:
+        """Turn this process's dataset (batched per replica) into what `run` consumes."""
+        return dataset
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn` on every local replica (inside a compiled function)."""
+        return fn(*args)
+
+    def reduce_gradients(self, grads: Sequence[Any]) -> list[Any]:
+        """Gradients summed over every replica, unless the optimizer's apply will sum them."""
+        return list(grads)
+
+    def local_sum(self, value: Any) -> Any:
+        """Sum of a per-replica value (or nest of them) over this process's replicas."""
+        return value
+
+    def all_sum(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Element-wise sum of each array across processes (a collective)."""
+        return [np.asarray(v) for v in values]
+
+    def broadcast(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The chief's arrays, on every process (a collective; shapes must match everywhere).
+
+        A sum to which only the chief contributes: x + 0 + ... + 0 is exactly x.
+        """
+        arrays = [np.asarray(v) for v in values]
+        if self.size == 1:
+            return arrays
+        return self.all_sum([a if self.is_chief else np.zeros_like(a) for a in arrays])
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """The chief's JSON-serialisable object, on every process (a collective)."""
+        if self.size == 1:
+            return obj
+        payload = json.dumps(obj).encode() if self.is_chief else b""
+        length = int(self.broadcast([np.array([len(payload)], dtype=np.float64)])[0][0])
+        data = np.frombuffer(payload, dtype=np.uint8).astype(np.float32) if self.is_chief else None
+        data = self.broadcast([data if data is not None else np.zeros(length, dtype=np.float32)])[0]
+        return json.loads(bytes(data.astype(np.uint8)).decode())
+
+    def sync_replica_state(self, variables: Sequence[Any]) -> None:
+        """Average state that replicas update on their own (BatchNorm moving statistics)."""
+
+    def barrier(self) -> None:
+        """Return once every process got here."""
+        if self.size > 1:
+            self.all_sum([np.zeros(1, dtype=np.float32)])
+
+    def any_process(self, flag: bool) -> bool:
+        """True on every process if `flag` is true on any (a collective)."""
+        return bool(self.all_sum([np.array([float(flag)], dtype=np.float32)])[0][0] > 0)
+
+    def shutdown(self) -> None:
+        """Release the engine's resources at the end of a run."""
+

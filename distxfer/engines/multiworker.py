@@ -1,0 +1,62 @@
+"""MultiWorkerMirroredStrategy: one process per node (or per GPU), collectives across processes.
+
+TF_CONFIG comes from the environment, or is built for you under mpirun or srun (see
+`distxfer.engines.tfconfig`). Cross-process sums (`all_sum`) run as a collective all-reduce in
+which only each process's first local replica contributes its value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from distxfer.engines.tfdistribute import StrategyEngine
+
+_IMPLEMENTATIONS = {
+    "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+    "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+    "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+}
+
+
+class MultiWorkerEngine(StrategyEngine):
+    name = "multiworker"
+
+    def __init__(self, *, collective: str, reason: str) -> None:
+        options = tf.distribute.experimental.CommunicationOptions(implementation=_IMPLEMENTATIONS[collective])
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        resolver = strategy.cluster_resolver
+        workers = len(resolver.cluster_spec().as_dict().get("worker", [])) if resolver.cluster_spec() else 1
+        chiefs = len(resolver.cluster_spec().as_dict().get("chief", [])) if resolver.cluster_spec() else 0
+        size = max(1, workers + chiefs)
+        task_type, task_id = resolver.task_type, resolver.task_id or 0
+        rank = task_id if task_type in (None, "chief") else chiefs + task_id
+        super().__init__(strategy, rank=rank, size=size, reason=reason)
+        self._sum_fn = tf.function(self._replica_sum)
+
+    def _replica_sum(self, tensors: list[tf.Tensor]) -> list[tf.Tensor]:
+        local_replicas = self.local_replicas
+
+        def contribute() -> list[tf.Tensor]:
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group % local_replicas, 0)
+            mine = [tf.where(first, t, tf.zeros_like(t)) for t in tensors]
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, mine)
+
+        return self.strategy.experimental_local_results(self.strategy.run(contribute))[0]
+
+    def all_sum(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        arrays = [np.asarray(v) for v in values]
+        if self.size == 1 or not arrays:
+            return arrays
+        result = self._sum_fn([tf.constant(a) for a in arrays])
+        return [np.asarray(r) for r in result]
+
+
+def tf_config_summary() -> str:
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    return json.dumps(config.get("cluster", {}))

@@ -1,0 +1,123 @@
+"""A trained classifier as files other programs load: a `.keras` file and a TF SavedModel.
+
+Both take uint8 images [N,H,W,C] (0..255, preprocessing is inside) and return float32 class
+probabilities. Each is written under a temporary name and renamed into place, so the final path
+holds either the previous export or the complete new one, never half a file. A JSON sidecar
+next to it (`model.keras` -> `model.json`, `savedmodel/` -> `savedmodel.json`) records what a
+caller needs: class names in output order, image size, channels and backbone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+
+from distxfer import __version__
+from distxfer.config.schema import Config
+from distxfer.models.backbones import resolve_backbone
+from distxfer.models.build import probability_model
+
+
+def export_keras(
+    model: keras.Model, path: str | Path, *, class_names: Sequence[str], config: Config
+) -> Path:
+    """Save the probability model as a `.keras` file that plain `keras.models.load_model` loads."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: a Keras export must end in .keras")
+    prob = _prepared(model, class_names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    try:
+        prob.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_sidecar(prob, path, class_names=class_names, config=config, fmt="keras")
+    return path
+
+
+def export_savedmodel(
+    model: keras.Model, path: str | Path, *, class_names: Sequence[str], config: Config
+) -> Path:
+    """Save a TF SavedModel whose `serve` signature maps uint8 "images" [N,H,W,C] to
+    {"probabilities": float32 [N,classes]} (TF Serving, `tf.saved_model.load`)."""
+    path = Path(path)
+    prob = _prepared(model, class_names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    old = path.with_name(f".{path.name}.old{os.getpid()}")
+    _remove(tmp)
+    try:
+        _saved_model_archive(prob).write_out(str(tmp), verbose=False)
+        if path.exists():
+            os.replace(path, old)  # a directory cannot be replaced while it has contents
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+        _remove(old)
+    write_sidecar(prob, path, class_names=class_names, config=config, fmt="savedmodel")
+    return path
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """Where the JSON description of the export at `path` is written."""
+    return Path(path).with_suffix(".json")
+
+
+def write_sidecar(
+    model: keras.Model, path: Path, *, class_names: Sequence[str], config: Config, fmt: str
+) -> Path:
+    """Write the export's JSON description next to it, atomically; `config` is the run's."""
+    _, height, width, channels = model.inputs[0].shape
+    info = {
+        "format": fmt,
+        "file": path.name,
+        "class_names": list(class_names),
+        "image_size": [int(height), int(width)],
+        "channels": int(channels),
+        "color_mode": config.data.color_mode,
+        "input_dtype": "uint8",
+        "input_range": [0, 255],
+        "output": "probabilities",
+        "backbone": resolve_backbone(config.model.backbone).name,
+        "distxfer_version": __version__,
+    }
+    side = sidecar_path(path)
+    tmp = side.with_name(f".{side.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, side)
+    return side
+
+
+def _saved_model_archive(prob: keras.Model) -> keras.export.ExportArchive:
+    """`serve` (also the default signature): uint8 "images" -> {"probabilities": float32}."""
+    archive = keras.export.ExportArchive()
+    archive.track(prob)
+    spec = keras.InputSpec(shape=(None, *prob.inputs[0].shape[1:]), dtype="uint8", name="images")
+    archive.add_endpoint(
+        "serve",
+        lambda images: {"probabilities": prob(images, training=False)},
+        input_signature=[spec],
+    )
+    return archive
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _prepared(model: keras.Model, class_names: Sequence[str]) -> keras.Model:
+    prob = probability_model(model)
+    outputs = prob.outputs[0].shape[-1]
+    if outputs != len(class_names):
+        raise ValueError(f"the model has {outputs} outputs but {len(class_names)} class names")
+    return prob

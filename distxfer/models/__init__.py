@@ -1,0 +1,38 @@
+"""The model layer: backbones by name, in-model preprocessing, the classifier, phases, weights.
+
+    backbones.py   the table of backbones (pure Python: safe to import before TensorFlow)
+    preprocess.py  each backbone's preprocess_input as built-in Keras layers
+    weights.py     backbones with ImageNet / random / file weights; saving and prefetching them
+    build.py       build_model, backbone_of, probability_model
+    phases.py      apply_phase: which layers learn in a phase
+
+Only the backbone table is imported eagerly; the rest loads Keras on first use, so
+`from distxfer.models import resolve_backbone` stays TensorFlow-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from distxfer.models.backbones import BackboneSpec, backbone_names, resolve_backbone
+
+_LAZY = {
+    "build_model": "build",
+    "backbone_of": "build",
+    "probability_model": "build",
+    "apply_phase": "phases",
+    "TrainableSummary": "phases",
+    "save_backbone_weights": "weights",
+    "prefetch_weights": "weights",
+    "keras_cache_dir": "weights",
+}
+
+__all__ = ["BackboneSpec", "backbone_names", "resolve_backbone", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f"distxfer.models.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'distxfer.models' has no attribute {name!r}")

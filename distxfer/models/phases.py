@@ -1,0 +1,125 @@
+"""Which layers learn in a training phase (`phases[i].trainable`).
+
+- head: the backbone is frozen; the new head learns.
+- all: every backbone layer learns too.
+- top:N: the last N backbone layers *that have weights* learn (weightless layers such as
+  activations, padding and pooling are not counted, so N means the same thing across families;
+  BatchNorm layers are counted, even when they stay frozen as described below).
+- from:LAYER: backbone layer LAYER and every layer after it in `backbone.layers` learn.
+
+The head always learns and the fixed preprocessing never does. BatchNormalization layers in the
+unfrozen part stay frozen (Keras's fine-tuning advice: their statistics came from far more data
+than the new task has) unless the phase sets `train_batchnorm`, or the model was built with
+`model.batchnorm: train` (a backbone trained from scratch needs its BatchNorm to learn). With
+`model.batchnorm: frozen` BatchNorm runs in inference mode whatever its trainable flag, so
+`train_batchnorm` then learns gamma and beta while the moving statistics stay put.
+
+Recompile the model after `apply_phase`: Keras fixes the trainable set at compile time.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from distxfer.config.schema import PhaseConfig
+from distxfer.errors import ConfigError
+from distxfer.models.build import backbone_of, batchnorm_frozen
+from distxfer.models.preprocess import is_preprocessing_layer
+
+
+@dataclass(frozen=True)
+class TrainableSummary:
+    """What a phase left trainable, for the log."""
+
+    phase: str
+    trainable: str  # the phase's spec, e.g. "top:20"
+    trainable_layers: int  # layers (nested ones counted individually) with trainable weights
+    trainable_params: int
+    total_params: int
+    first_trainable: str | None  # first backbone layer that learns; None if the backbone is frozen
+
+    def __str__(self) -> str:
+        start = f", backbone from {self.first_trainable}" if self.first_trainable else ""
+        return (
+            f"{self.trainable_layers} layers, {self.trainable_params:,} of "
+            f"{self.total_params:,} parameters trainable{start}"
+        )
+
+
+def apply_phase(model: keras.Model, phase: PhaseConfig) -> TrainableSummary:
+    """Set `trainable` on every layer of a `build_model` model for `phase`."""
+    base = f"phases.{phase.name}" if phase.name else "phase"
+    key = f"{base}.trainable"
+    kind, arg = phase.trainable_spec(base)
+    backbone = backbone_of(model)
+    if backbone is None and kind not in ("head", "all"):
+        raise ConfigError(f"{key}: the mlp model has no backbone layers to choose; use head or all")
+    start = 0 if backbone is None else _first_trainable_index(backbone, kind, arg, key)
+
+    model.trainable = True  # sets every nested layer; the lines below narrow it down
+    for layer in model.layers:
+        if is_preprocessing_layer(layer):
+            layer.trainable = False
+    first = None  # the first backbone layer that learns, for the summary
+    if backbone is not None:
+        train_bn = phase.train_batchnorm or not batchnorm_frozen(model)
+        for i, layer in enumerate(backbone.layers):
+            is_bn = isinstance(layer, keras.layers.BatchNormalization)
+            layer.trainable = i >= start and (train_bn or not is_bn)
+        if start >= len(backbone.layers):
+            backbone.trainable = False
+        learning = (layer.name for layer in backbone.layers[start:] if layer.trainable_weights)
+        first = next(learning, None)
+    return _summary(model, phase, first)
+
+
+def _first_trainable_index(
+    backbone: keras.Model, kind: str, arg: str | int | None, key: str
+) -> int:
+    layers = backbone.layers
+    if kind == "head":
+        return len(layers)
+    if kind == "all":
+        return 0
+    if kind == "top":
+        weighted = [i for i, layer in enumerate(layers) if layer.weights]
+        return weighted[-min(int(arg), len(weighted))]
+    names = [layer.name for layer in layers]
+    if arg in names:
+        return names.index(arg)
+    close = difflib.get_close_matches(str(arg), names, n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ConfigError(
+        f"{key}: the backbone has no layer {arg!r}; {hint}"
+        "list them with model.get_layer('backbone').summary()"
+    )
+
+
+def _summary(model: keras.Model, phase: PhaseConfig, first: str | None) -> TrainableSummary:
+    trainable = sum(1 for layer in _leaf_layers(model) if layer.trainable_weights)
+    return TrainableSummary(
+        phase=phase.name,
+        trainable=phase.trainable.strip(),
+        trainable_layers=trainable,
+        trainable_params=_count(model.trainable_weights),
+        total_params=_count(model.weights),
+        first_trainable=first,
+    )
+
+
+def _leaf_layers(layer: keras.Layer) -> Iterator[keras.Layer]:
+    children = getattr(layer, "layers", None)
+    if not children:
+        yield layer
+        return
+    for child in children:
+        yield from _leaf_layers(child)
+
+
+def _count(variables: list) -> int:
+    return int(sum(np.prod(v.shape) for v in variables))

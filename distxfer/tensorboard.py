@@ -1,0 +1,107 @@
+"""TensorBoard output of a run (chief only): scalars, augmented inputs, hparams, confusion matrices.
+
+Layout follows Keras's TensorBoard callback so runs compare side by side: `train/` and
+`validation/` writers under `<run_dir>/tensorboard`, epoch metrics as `epoch_<name>` at the
+epoch number (counted across phases), and per-interval training scalars at the global step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import tensorflow as tf
+
+from distxfer.config import Config, config_to_dict, dump_config
+from distxfer.report import confusion_png
+from distxfer.train.hooks import Hook
+
+if TYPE_CHECKING:
+    from distxfer.config import PhaseConfig
+    from distxfer.train.loop import EvalResult, Trainer
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """Dotted keys to scalar values, as the hparams plugin accepts them."""
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                flat.update(flatten(item, f"{name}.{i}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    """[N, H, W, C] uint8 images tiled into one [rows*H, columns*W, C] image with 2-pixel gaps."""
+    n, h, w, c = images.shape
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    grid = np.full((rows * (h + 2), columns * (w + 2), c), 255, dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, col * (w + 2) + 1 : col * (w + 2) + 1 + w] = image
+    return grid
+
+
+class TensorBoardHook(Hook):
+    def __init__(self, log_dir: Path, config: Config) -> None:
+        self.log_dir = Path(log_dir)
+        self.config = config
+        self.train = tf.summary.create_file_writer(str(self.log_dir / "train"))
+        self.validation = tf.summary.create_file_writer(str(self.log_dir / "validation"))
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        from tensorboard.plugins.hparams import api as hp
+
+        with self.train.as_default():
+            hp.hparams(flatten(config_to_dict(self.config)), trial_id=str(trainer.run_dir))
+            tf.summary.text("config", f"```\n{dump_config(self.config)}\n```", step=trainer.position.global_step)
+        self.train.flush()
+
+    def on_phase_begin(self, trainer: Trainer, index: int, phase: PhaseConfig) -> None:
+        count = trainer.config.output.image_grid
+        if not count:
+            return
+        images, labels = trainer.preview_batch(count)
+        grid = image_grid(images)
+        names = ", ".join(trainer.splits.class_names[int(i)] for i in labels)
+        with self.train.as_default():
+            tf.summary.image(f"augmented_inputs/{phase.name}", grid[None], step=trainer.position.global_step,
+                             description=f"Training inputs after augmentation, in order: {names}")
+        self.train.flush()
+
+    def on_log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        with self.train.as_default():
+            for name, value in metrics.items():
+                tf.summary.scalar(name, value, step=trainer.position.global_step)
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        epoch = trainer.epoch_key(trainer.position.phase, trainer.position.epoch)
+        for name, value in metrics.items():
+            writer, key = (self.validation, name[4:]) if name.startswith("val_") else (self.train, name)
+            with writer.as_default():
+                tf.summary.scalar(f"epoch_{key}", value, step=epoch)
+        self.train.flush()
+        self.validation.flush()
+
+    def on_evaluation(self, trainer: Trainer, split: str, result: EvalResult) -> None:
+        png = confusion_png(result.confusion, trainer.splits.class_names, title=f"Confusion matrix: {split}")
+        image = tf.image.decode_png(png, channels=4)
+        writer = self.validation if split == "validation" else self.train
+        with writer.as_default():
+            tf.summary.image(f"confusion_matrix/{split}", image[None], step=trainer.position.global_step)
+            for name, value in result.metrics.items():
+                tf.summary.scalar(f"{split}/{name}", value, step=trainer.position.global_step)
+        writer.flush()
+
+    def on_train_end(self, trainer: Trainer, outcome: str) -> None:
+        self.train.close()
+        self.validation.close()

@@ -1,0 +1,1 @@
+"""The training loop that every engine runs: compiled steps, schedule, hooks, stopping."""

@@ -1,0 +1,91 @@
+"""What happens around the loop, as small observers with named hooks (installed on the chief).
+
+The loop calls every hook at the same points; a hook must not run collectives (those live in
+the loop, where every rank calls them at the same step). `on_steps` runs after every compiled
+call and must stay cheap; everything else runs at log, epoch or phase boundaries.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from distxfer.train.steps import CORRECT, COUNT, LOSS, TOPK
+
+if TYPE_CHECKING:
+    from distxfer.config import PhaseConfig
+    from distxfer.train.loop import EvalResult, Trainer
+
+
+def metrics_from_stats(stats: np.ndarray, top_k: int, prefix: str = "") -> dict[str, float]:
+    """Mean loss and accuracies from summed (loss, correct, top-k correct, count)."""
+    count = max(float(stats[COUNT]), 1.0)
+    metrics = {f"{prefix}loss": float(stats[LOSS]) / count, f"{prefix}accuracy": float(stats[CORRECT]) / count}
+    if top_k:
+        metrics[f"{prefix}top{top_k}_accuracy"] = float(stats[TOPK]) / count
+    return metrics
+
+
+class Hook:
+    """Base class: override the points you need."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+    def on_phase_begin(self, trainer: Trainer, index: int, phase: PhaseConfig) -> None: ...
+    def on_epoch_begin(self, trainer: Trainer, epoch: int, steps: int, start_step: int) -> None: ...
+    def on_steps(self, trainer: Trainer, step: int, steps: int) -> None: ...
+    def on_log(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+    def on_checkpoint(self, trainer: Trainer, path: str, reason: str) -> None: ...
+    def on_evaluation(self, trainer: Trainer, split: str, result: EvalResult) -> None: ...
+    def on_train_end(self, trainer: Trainer, outcome: str) -> None: ...
+
+
+class ProgressHook(Hook):
+    """Keras's progress bar: running values of this process between refreshes, global at epoch end."""
+
+    def __init__(self, refresh_seconds: float = 0.5) -> None:
+        import keras
+
+        self._keras = keras
+        self.refresh_seconds = refresh_seconds
+        self.verbose = 1 if sys.stdout.isatty() else 2
+        self._bar: Any = None
+        self._last = 0.0
+        self._step = 0
+
+    def on_phase_begin(self, trainer: Trainer, index: int, phase: PhaseConfig) -> None:
+        summary = trainer.trainable_summary
+        print(f"Phase {index + 1}/{len(trainer.config.phases)} '{phase.name}': trainable={phase.trainable}"
+              f" ({summary}), optimizer={phase.optimizer}, peak lr={trainer.peak_lr:.3g},"
+              f" global batch={trainer.global_batch}", flush=True)
+
+    def on_epoch_begin(self, trainer: Trainer, epoch: int, steps: int, start_step: int) -> None:
+        phase = trainer.config.phases[trainer.position.phase]
+        print(f"Epoch {epoch + 1}/{phase.epochs}" + (f" (resuming at step {start_step})" if start_step else ""),
+              flush=True)
+        self._bar = self._keras.utils.Progbar(target=steps, verbose=self.verbose,
+                                               stateful_metrics=["loss", "accuracy", "learning_rate"])
+        self._step = start_step
+        self._last = time.monotonic()
+
+    def on_steps(self, trainer: Trainer, step: int, steps: int) -> None:
+        now = time.monotonic()
+        self._step = step
+        if self.verbose == 1 and step < steps and now - self._last >= self.refresh_seconds:
+            self._last = now
+            values = metrics_from_stats(trainer.steps.train_stats.numpy(), 0)
+            self._bar.update(step, values=list(values.items()))
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self._bar is not None:
+            shown = {k: v for k, v in metrics.items() if k != "images_per_second"}
+            self._bar.update(self._bar.target, values=list(shown.items()), finalize=True)
+            self._bar = None
+
+    def on_checkpoint(self, trainer: Trainer, path: str, reason: str) -> None:
+        if reason in ("signal", "time"):
+            print(f"Stopped on {'a signal' if reason == 'signal' else 'the time limit'};"
+                  f" checkpoint {path}", flush=True)

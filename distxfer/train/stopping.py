@@ -1,0 +1,57 @@
+"""When to stop early, agreed by every rank at the same step.
+
+SIGTERM and SIGUSR1 (what Slurm sends before a time limit or preemption) only set a flag; the
+loop asks at fixed step boundaries whether ANY rank wants to stop (one tiny collective), so all
+ranks checkpoint the same step and leave together. A second signal (e.g. Ctrl-C twice) is not
+intercepted: SIGINT keeps Python's default. A wall-clock budget (`max_train_seconds`) works the
+same way but counts as a normal end: the run checkpoints and goes on to its final evaluation.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import FrameType
+
+from distxfer.engines import Engine
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; run the same command to resume
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopRequest:
+    """Collects local reasons to stop; `agree` turns them into one decision for all ranks."""
+
+    def __init__(self, max_seconds: float = 0.0) -> None:
+        self.max_seconds = max_seconds
+        self.started = time.monotonic()
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def out_of_time(self) -> bool:
+        return bool(self.max_seconds) and time.monotonic() - self.started >= self.max_seconds
+
+    def agree(self, engine: Engine) -> str | None:
+        """'signal', 'time' or None, the same on every rank (a collective when size > 1)."""
+        flags = [float(self.signal_name is not None), float(self.out_of_time())]
+        if engine.size > 1:
+            import numpy as np
+
+            flags = list(engine.all_sum([np.array(flags, dtype=np.float32)])[0])
+        if flags[0] > 0:
+            return "signal"
+        if flags[1] > 0:
+            return "time"
+        return None

@@ -1,0 +1,104 @@
+"""Config: YAML and dotted overrides become a typed Config; bad input names the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from distxfer.config import Config, config_differences, config_to_dict, dump_config, load_config
+from distxfer.errors import ConfigError
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_values_become_typed_fields(tmp_path):
+    path = write(tmp_path, "seed: 3\ndata:\n  batch_size: 16\n  image_size: [96, 128]\nphases:\n"
+                           "  - {name: head, epochs: 2}\n  - {name: tune, trainable: 'top:10', learning_rate: 1e-5}\n")
+    config = load_config(path)
+    assert isinstance(config, Config)
+    assert config.seed == 3 and config.data.batch_size == 16 and config.data.image_size == [96, 128]
+    assert [p.name for p in config.phases] == ["head", "tune"]
+    assert config.phases[1].trainable_spec() == ("top", 10)
+    assert config.phases[1].learning_rate == pytest.approx(1e-5)
+
+
+def test_dotted_overrides_reach_nested_keys_and_list_items(tmp_path):
+    path = write(tmp_path, "phases:\n  - {name: head}\n  - {name: finetune}\n")
+    config = load_config(path, ["data.batch_size=64", "phases.1.epochs=3", "phases.head.learning_rate=0.01",
+                                "model.backbone_args={alpha: 0.35}", "data.augment.zoom=[0.9, 1.2]"])
+    assert config.data.batch_size == 64
+    assert config.phases[1].epochs == 3
+    assert config.phases[0].learning_rate == 0.01
+    assert config.model.backbone_args == {"alpha": 0.35}
+    assert config.data.augment.zoom_range() == (0.9, 1.2)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_sise=3", "data.batch_sise: unknown key (did you mean 'batch_size'?)"),
+        ("dta.batch_size=3", "dta: unknown key (did you mean 'data'?)"),
+        ("data.batch_size=abc", "data.batch_size: expected an integer, got str 'abc'"),
+        ("data.batch_size=0", "data.batch_size: must be at least 1"),
+        ("engine.name=horovd", "(did you mean 'horovod'?)"),
+        ("phases.3.epochs=2", "phases.3: index 3 is out of range"),
+        ("phases.0.trainable=top:x", "phases.0.trainable: 'top:x' is not one of"),
+        ("data.val_split=1.5", "data.val_split: must be a fraction in [0, 1)"),
+        ("xla=maybe", "xla: expected true/false, got str 'maybe'"),
+        ("output.checkpoint_every_steps=5", None),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    overrides = [override] + (["steps_per_execution=2"] if message is None else [])
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    expected = message or "output.checkpoint_every_steps: must be a multiple of steps_per_execution (2)"
+    assert expected in str(info.value)
+
+
+def test_unknown_key_in_yaml_file_is_reported_with_its_path(tmp_path):
+    path = write(tmp_path, "model:\n  head:\n    droput: 0.2\n")
+    with pytest.raises(ConfigError, match=r"model\.head\.droput: unknown key \(did you mean 'dropout'\?\)"):
+        load_config(path)
+
+
+def test_missing_and_malformed_files_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML at line 3: expected ',' or ']'"):
+        load_config(write(tmp_path, "a: 1\nb: [1, 2\n"))
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_override_without_equals_sign_is_rejected():
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load_config(None, ["data.batch_size"])
+
+
+def test_weights_none_string_means_random_init():
+    assert load_config(None, ["model.weights=none"]).model.weights is None
+    assert load_config(None, ["model.weights=null"]).model.weights is None
+
+
+def test_phases_without_names_are_numbered():
+    config = load_config(None, ["phases=[{epochs: 1}, {epochs: 2}]"])
+    assert [p.name for p in config.phases] == ["phase1", "phase2"]
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    config = load_config(None, ["data.batch_size=8", "phases=[{name: a}, {name: b, trainable: all}]"])
+    path = write(tmp_path, dump_config(config))
+    again = load_config(path)
+    assert config_to_dict(again) == config_to_dict(config)
+    assert yaml.safe_load(path.read_text())["data"]["batch_size"] == 8
+
+
+def test_config_differences_lists_dotted_keys():
+    a = config_to_dict(load_config(None, []))
+    b = config_to_dict(load_config(None, ["data.batch_size=8", "phases.0.epochs=4"]))
+    assert config_differences(a, b) == ["data.batch_size", "phases.0.epochs"]
