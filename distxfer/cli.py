@@ -156,17 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from distxfer.engines.detect import detect_launch
     from distxfer.logs import quiet_tensorflow, setup_logging
 
     quiet_tensorflow()
-    args = build_parser().parse_args(argv)
-    setup_logging(debug=args.debug)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may come before and after options (launchers add theirs first): collect them all.
+    stray = [item for item in extra if "=" not in item or item.startswith("-")]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]  # command-line order: later overrides win
+    rank = detect_launch().rank
     try:
+        setup_logging(rank, debug=args.debug)  # quiet non-chief ranks from the start
         return int(args.func(args) or 0)
     except DistxferError as exc:
         if args.debug:
             raise
-        print(f"distxfer: error: {exc}", file=sys.stderr)
+        print(f"{f'[rank {rank}] ' if rank else ''}distxfer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("distxfer: interrupted", file=sys.stderr)

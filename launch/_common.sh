@@ -17,6 +17,6 @@ default_np() {  # one process per GPU; 2 on a CPU-only machine, to try things ou
 }
 
 run() {
-    printf '[launch] %q ' "$@"; echo
+    printf '[launch]'; printf ' %q' "$@"; echo
     exec "$@"
 }

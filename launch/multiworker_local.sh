@@ -39,8 +39,7 @@ for ((i = 0; i < n; i++)); do
     pids+=($!)
 done
 status=0
-while [ "${#pids[@]}" -gt 0 ]; do
-    if wait -n; then continue; else status=$?; break; fi
+for ((i = 0; i < n; i++)); do  # each wait -n returns as one worker ends; stop at the first failure
+    wait -n || { status=$?; break; }
 done
 if [ "$status" != 0 ]; then echo "[launch] a worker exited with status $status; stopping the others" >&2; exit "$status"; fi
-wait

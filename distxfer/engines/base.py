@@ -109,3 +109,15 @@ class Engine:
     def shutdown(self) -> None:
         """Release the engine's resources at the end of a run."""
 
+
+def sum_by_dtype(arrays: Sequence[np.ndarray], summer: Callable[[list[np.ndarray]], list[np.ndarray]]
+                 ) -> list[np.ndarray]:
+    """Apply a batched collective `summer` once per dtype (batched all-reduces need one dtype)."""
+    groups: dict[str, list[int]] = {}
+    for index, array in enumerate(arrays):
+        groups.setdefault(array.dtype.str, []).append(index)
+    result: list[np.ndarray] = [np.empty(0)] * len(arrays)
+    for indices in groups.values():
+        for index, summed in zip(indices, summer([arrays[i] for i in indices])):
+            result[index] = np.asarray(summed)
+    return result

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from distxfer.engines.base import Engine
+from distxfer.engines.base import Engine, sum_by_dtype
 
 
 class HorovodEngine(Engine):
@@ -43,8 +43,8 @@ class HorovodEngine(Engine):
         arrays = [np.asarray(v) for v in values]
         if self.size == 1 or not arrays:
             return arrays
-        summed = self._hvd.grouped_allreduce([tf.constant(a) for a in arrays], op=self._hvd.Sum)
-        return [np.asarray(s) for s in summed]
+        return sum_by_dtype(arrays, lambda group: self._hvd.grouped_allreduce(
+            [tf.constant(a) for a in group], op=self._hvd.Sum))
 
     def sync_replica_state(self, variables: Sequence[Any]) -> None:
         state = [v for v in variables if not v.trainable and v.dtype.startswith("float")]

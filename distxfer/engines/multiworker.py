@@ -7,13 +7,12 @@ which only each process's first local replica contributes its value.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from distxfer.engines.base import sum_by_dtype
 from distxfer.engines.tfdistribute import StrategyEngine
 
 _IMPLEMENTATIONS = {
@@ -36,16 +35,16 @@ class MultiWorkerEngine(StrategyEngine):
         task_type, task_id = resolver.task_type, resolver.task_id or 0
         rank = task_id if task_type in (None, "chief") else chiefs + task_id
         super().__init__(strategy, rank=rank, size=size, reason=reason)
-        self._sum_fn = tf.function(self._replica_sum)
+        # One trace per dtype: values are flattened into one vector of any length per call.
+        self._sum_fn = tf.function(self._replica_sum, reduce_retracing=True)
 
-    def _replica_sum(self, tensors: list[tf.Tensor]) -> list[tf.Tensor]:
+    def _replica_sum(self, vector: tf.Tensor) -> tf.Tensor:
         local_replicas = self.local_replicas
 
-        def contribute() -> list[tf.Tensor]:
+        def contribute() -> tf.Tensor:
             context = tf.distribute.get_replica_context()
             first = tf.equal(context.replica_id_in_sync_group % local_replicas, 0)
-            mine = [tf.where(first, t, tf.zeros_like(t)) for t in tensors]
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, mine)
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.where(first, vector, tf.zeros_like(vector)))
 
         return self.strategy.experimental_local_results(self.strategy.run(contribute))[0]
 
@@ -53,10 +52,10 @@ class MultiWorkerEngine(StrategyEngine):
         arrays = [np.asarray(v) for v in values]
         if self.size == 1 or not arrays:
             return arrays
-        result = self._sum_fn([tf.constant(a) for a in arrays])
-        return [np.asarray(r) for r in result]
+        return sum_by_dtype(arrays, self._sum_flat)
 
-
-def tf_config_summary() -> str:
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    return json.dumps(config.get("cluster", {}))
+    def _sum_flat(self, group: list[np.ndarray]) -> list[np.ndarray]:
+        flat = np.concatenate([a.ravel() for a in group])
+        summed = np.asarray(self._sum_fn(tf.constant(flat)))
+        bounds = np.cumsum([a.size for a in group])[:-1]
+        return [part.reshape(a.shape) for part, a in zip(np.split(summed, bounds), group)]
