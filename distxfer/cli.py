@@ -77,7 +77,8 @@ def _doctor(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from distxfer.demo import run_demo
 
-    run_demo(Path(args.run_dir), overrides=args.overrides, debug=args.debug)
+    run_demo(Path(args.run_dir), overrides=args.overrides, debug=args.debug, config=Path(args.config),
+             source_config=Path(args.source_config))
     return 0
 
 
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="transfer learning end to end on the built-in data (a few minutes on CPU)")
     p.add_argument("--run-dir", default="runs/demo")
+    p.add_argument("-c", "--config", default="configs/demo.yaml", help="the target task's config")
+    p.add_argument("--source-config", default="configs/demo_source.yaml", help="the source task's config")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="applied to every demo run")
     p.set_defaults(func=_demo)
 

@@ -93,6 +93,8 @@ class Trainer:
         self._resume: Snapshot | None = None
         self._resume_state: dict[str, Any] | None = None
         self.final_results: dict[str, EvalResult] = {}
+        self._started = 0.0
+        self._seconds_before = 0.0
         self._log_mark = (0.0, np.zeros(4), 0.0)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -114,6 +116,7 @@ class Trainer:
 
     def _train_phases(self, state: dict[str, Any] | None) -> str:
         self.stopper.install()
+        self._started = time.monotonic()
         try:
             outcome = "finished"
             for index in range(self.position.phase, len(self.config.phases)):
@@ -264,6 +267,10 @@ class Trainer:
         """Epochs counted across phases, so every epoch of the run has its own data order."""
         return sum(p.epochs for p in self.config.phases[:phase_index]) + epoch
 
+    def train_seconds(self) -> float:
+        """Seconds spent training in this run, over every resumption."""
+        return self._seconds_before + (time.monotonic() - self._started if self._started else 0.0)
+
     def _global_train_stats(self) -> np.ndarray:
         return self.engine.all_sum([self.steps.train_stats.numpy()])[0]
 
@@ -277,7 +284,7 @@ class Trainer:
         return {
             "version": STATE_VERSION, **asdict(self.position), "reason": reason, "finished": finished,
             "optimizer_phase": self.position.phase if not finished else -1,
-            "best": self.best, "time": time.time(),
+            "best": self.best, "time": time.time(), "train_seconds": self.train_seconds(),
             "data": {"seed": self.config.seed, "global_batch": self.global_batch,
                      "num_pipelines": self.engine.size, "num_train": len(train),
                      "train_fingerprint": train.fingerprint},
@@ -324,6 +331,7 @@ class Trainer:
                 raise CheckpointError(f"checkpoints in {self.store.directory} are from another distxfer version")
             self.position = Position(state["phase"], state["epoch"], state["step"], state["global_step"])
             self.best = state.get("best")
+            self._seconds_before = float(state.get("train_seconds", 0.0))
             log.info("resuming from step %d (phase %d, epoch %d, step %d of the epoch)", state["global_step"],
                      state["phase"] + 1, state["epoch"] + 1, state["step"])
         return state

@@ -29,6 +29,8 @@ class StopRequest:
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
+        """Start listening for stop signals and start the time budget's clock."""
+        self.started = time.monotonic()
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
 
