@@ -3,7 +3,8 @@
 Each measurement starts real worker processes the way users start them (horovodrun, TF_CONFIG
 workers on loopback, one MirroredStrategy process over logical CPU devices), each with one
 intra-op thread, and times the trainer's own compiled step (`PhaseSteps`) on the same model and
-in-memory data: the engine and the step are measured, not the disk. Weak scaling keeps the
+in-memory data: the engine and the step are measured, not the disk. Each worker is pinned to its
+own core, so one worker really has one core and two workers have two. Weak scaling keeps the
 per-worker batch fixed, so efficiency = throughput(2) / (2 x throughput(1)). Both numbers of a
 pair come from the same run of this command, side by side.
 """
@@ -29,9 +30,12 @@ def worker_main(argv: list[str] | None = None) -> None:
     """One worker of a measurement (run by `python -m distxfer.bench`)."""
     parser = argparse.ArgumentParser()
     for name, kind in (("--engine", str), ("--steps", int), ("--batch-size", int), ("--image-size", int),
-                       ("--backbone", str), ("--cpu-replicas", int), ("--result", str)):
-        parser.add_argument(name, type=kind, required=name != "--cpu-replicas")
+                       ("--backbone", str), ("--cpu-replicas", int), ("--result", str), ("--pin", str),
+                       ("--trainable", str)):
+        parser.add_argument(name, type=kind, required=name not in ("--cpu-replicas", "--pin", "--trainable"))
     args = parser.parse_args(argv)
+    if args.pin:  # one core per worker: "comma-separated cores, or a list per rank separated by '/'"
+        _pin(args.pin)
     from distxfer.logs import quiet_tensorflow
 
     quiet_tensorflow()
@@ -51,7 +55,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     with engine.scope():
         keras.utils.set_random_seed(0)
         model = build_model(model_cfg, 10, size, 3)
-        apply_phase(model, PhaseConfig(trainable="all"))
+        apply_phase(model, PhaseConfig(trainable=args.trainable or "all"))
         optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
         optimizer.build(model.trainable_variables)
     global_batch = args.batch_size * engine.num_replicas
@@ -76,13 +80,29 @@ def worker_main(argv: list[str] | None = None) -> None:
     engine.shutdown()
 
 
+def _pin(spec: str) -> None:
+    """Pin this process to its cores: `spec` lists each rank's cores ("0/1"), or one set ("0,1")."""
+    from distxfer.engines.detect import detect_launch
+
+    per_rank = spec.split("/")
+    cores = per_rank[detect_launch().rank % len(per_rank)]
+    os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
+
+
 def _backbone_args(backbone: str) -> dict:
     return {"alpha": 0.35} if backbone.lower().replace("_", "") in ("mobilenetv2", "mobilenet") else {}
 
 
 def _commands(engine: str, workers: int, worker_args: list[str], result: str) -> list[list[str]]:
+    """Processes for one measurement; `independent` is 2 single workers that never communicate."""
     python = [sys.executable, "-m", "distxfer.bench"]
-    args = [*worker_args, "--result", result]
+    cores = os.cpu_count() or 1
+    if engine == "independent":
+        return [[*python, *worker_args, "--engine", "single", "--pin", str(i % cores), "--result", f"{result}.{i}"]
+                for i in range(workers)]
+    pin = ",".join(str(c % cores) for c in range(workers)) if engine == "mirrored" else \
+        "/".join(str(c % cores) for c in range(workers))
+    args = [*worker_args, "--result", result, "--pin", pin]
     if engine == "horovod":
         runner = shutil.which("horovodrun") or str(Path(sys.executable).with_name("horovodrun"))
         return [[runner, "--gloo", "-np", str(workers), "-H", f"localhost:{workers}", *python,
@@ -94,8 +114,8 @@ def _commands(engine: str, workers: int, worker_args: list[str], result: str) ->
     return [[*python, "--engine", "single", *args]]
 
 
-def measure(engine: str, workers: int, worker_args: list[str]) -> dict:
-    """Run one measurement; return the chief's result."""
+def measure(engine: str, workers: int, worker_args: list[str]) -> float:
+    """Global images per second of one measurement (summed over independent workers)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "result.json")
         commands = _commands(engine, workers, worker_args, result)
@@ -109,34 +129,48 @@ def measure(engine: str, workers: int, worker_args: list[str]) -> dict:
             processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                               text=True))
         outputs = [p.communicate()[0] for p in processes]
-        if any(p.returncode for p in processes) or not os.path.exists(result):
+        files = [f"{result}.{i}" for i in range(workers)] if engine == "independent" else [result]
+        if any(p.returncode for p in processes) or not all(os.path.exists(f) for f in files):
             raise RuntimeError(f"{engine} with {workers} worker(s) failed:\n" + "\n".join(o[-3000:] for o in outputs))
-        return json.loads(Path(result).read_text())
+        return sum(json.loads(Path(f).read_text())["images_per_second"] for f in files)
 
 
 def run_engine_benchmark(*, engines: list[str], steps: int, batch_size: int, image_size: int, backbone: str,
-                         output: str | None = None) -> list[dict]:
+                         trainable: str = "all", repeats: int = 3, output: str | None = None) -> list[dict]:
+    """Measure every configuration `repeats` times, interleaved, and report medians side by side."""
     worker_args = ["--steps", str(steps), "--batch-size", str(batch_size), "--image-size", str(image_size),
-                   "--backbone", backbone]
+                   "--backbone", backbone, "--trainable", trainable]
+    plan = [("single", 1), ("independent", 2)] + [(e, n) for e in engines if e != "single" for n in (1, 2)]
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in plan}
+    for _ in range(repeats):
+        for engine, workers in plan:
+            samples[(engine, workers)].append(measure(engine, workers, worker_args))
+    median = {key: sorted(values)[len(values) // 2] for key, values in samples.items()}
+    ceiling = median[("independent", 2)] / (2 * median[("single", 1)])
+    print(f"hardware ceiling: 2 independent workers reach {ceiling:.3f} of 2 x one worker", flush=True)
     rows = []
-    for engine in engines:
-        one = measure(engine, 1, worker_args)
-        two = measure(engine, 2, worker_args)
-        efficiency = two["images_per_second"] / (2 * one["images_per_second"])
-        rows.append({"engine": engine, "one": one["images_per_second"], "two": two["images_per_second"],
-                     "efficiency": efficiency})
-        print(f"{engine:<12} 1 worker {one['images_per_second']:8.1f} img/s   2 workers "
-              f"{two['images_per_second']:8.1f} img/s   weak-scaling efficiency {efficiency:.3f}", flush=True)
+    for engine in (e for e in engines if e != "single"):
+        one, two = median[(engine, 1)], median[(engine, 2)]
+        efficiency = two / (2 * one)
+        rows.append({"engine": engine, "one": one, "two": two, "efficiency": efficiency,
+                     "of_ceiling": efficiency / ceiling})
+        print(f"{engine:<12} 1 worker {one:8.1f} img/s   2 workers {two:8.1f} img/s   weak-scaling efficiency "
+              f"{efficiency:.3f}  ({efficiency / ceiling:.3f} of the hardware ceiling)", flush=True)
     if output:
-        _append_markdown(Path(output), rows, backbone, image_size, batch_size, steps)
+        _append_markdown(Path(output), rows, ceiling, f"{backbone} (trainable: {trainable})", image_size,
+                         batch_size, steps, repeats)
     return rows
 
 
-def _append_markdown(path: Path, rows: list[dict], backbone: str, image_size: int, batch: int, steps: int) -> None:
+def _append_markdown(path: Path, rows: list[dict], ceiling: float, backbone: str, image_size: int, batch: int,
+                     steps: int, repeats: int) -> None:
     lines = [f"\n### {time.strftime('%Y-%m-%d')}: {backbone} {image_size}x{image_size}, batch {batch} per worker,"
-             f" {steps} timed steps, one thread per worker, {os.cpu_count()} cores\n",
-             "| engine | 1 worker (img/s) | 2 workers (img/s) | weak-scaling efficiency |", "|---|---|---|---|"]
-    lines += [f"| {r['engine']} | {r['one']:.1f} | {r['two']:.1f} | {r['efficiency']:.3f} |" for r in rows]
+             f" {steps} timed steps, median of {repeats}, one core and one thread per worker, {os.cpu_count()} cores\n",
+             f"Hardware ceiling (2 workers that never communicate, against 2 x one worker): {ceiling:.3f}\n",
+             "| engine | 1 worker (img/s) | 2 workers (img/s) | weak-scaling efficiency | of the ceiling |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['engine']} | {r['one']:.1f} | {r['two']:.1f} | {r['efficiency']:.3f} | {r['of_ceiling']:.3f} |"
+              for r in rows]
     with path.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
 

@@ -86,7 +86,8 @@ def _bench(args: argparse.Namespace) -> int:
     from distxfer.bench import run_engine_benchmark
 
     run_engine_benchmark(engines=args.engines, steps=args.steps, batch_size=args.batch_size,
-                         image_size=args.image_size, backbone=args.backbone, output=args.output)
+                         image_size=args.image_size, backbone=args.backbone, trainable=args.trainable,
+                         repeats=args.repeats, output=args.output)
     return 0
 
 
@@ -148,11 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="images per second for 1 and 2 workers per engine; scaling efficiency")
     p.add_argument("--engines", nargs="+", default=["mirrored", "multiworker", "horovod"],
-                   choices=["single", "mirrored", "multiworker", "horovod"])
-    p.add_argument("--steps", type=int, default=60)
+                   choices=["mirrored", "multiworker", "horovod"])
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=3, help="measurements per configuration; the median is reported")
     p.add_argument("--batch-size", type=int, default=32, help="per worker")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--backbone", default="MobileNetV2")
+    p.add_argument("--trainable", default="all",
+                   help="what trains: head (phase 1 of transfer learning) or all (fine-tuning everything)")
     p.add_argument("--output", help="append the results as Markdown to this file")
     p.set_defaults(func=_bench)
     return parser

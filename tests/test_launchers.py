@@ -53,3 +53,17 @@ def test_launcher_runs_training_and_only_the_chief_writes_and_talks(name, tiny_d
     from_rank1 = [m.group(m.lastindex) for line in output.splitlines() if (m := pattern.match(line))]
     chatter = [line for line in from_rank1 if line.strip() and not TF_NOISE.search(line)]
     assert all(re.match(r"\[rank 1\] \S+ (WARNING|ERROR) ", line) for line in chatter), chatter
+
+
+def test_multiworker_under_mpirun_exchanges_addresses_with_mpi4py(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [f"data.train_dir={tiny_data['train']}", f"data.val_dir={tiny_data['val']}", "data.val_split=0",
+                 "data.image_size=[16, 16]", "data.color_mode=rgb", "data.batch_size=4", f"output.run_dir={run_dir}",
+                 "phases=[{epochs: 1, trainable: all}]", "engine.threads=1"]
+    result = subprocess.run(["launch/mpirun.sh", "--multiworker", "-np", "2", "-c", "configs/mnist_mlp.yaml",
+                             *overrides], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=400)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "TF_CONFIG built from mpirun with mpi4py" in output
+    assert "engine multiworker: 2 process(es)" in output
+    assert len(list((run_dir / "tensorboard" / "train").iterdir())) == 1

@@ -193,3 +193,37 @@ def test_sigterm_checkpoints_the_current_step_and_exits_75(tiny_data, tmp_path):
 
     latest = CheckpointStore(run_dir / "checkpoints", keep=3, best_metric="val_accuracy", writer=False).latest()
     assert latest.state["reason"] == "signal" and not latest.state["finished"]
+
+
+def test_mixed_precision_xla_and_multi_step_calls_train_on_cpu(tiny_data, tmp_path):
+    run_dir = tmp_path / "fast"
+    run_cli("train", "-c", "configs/mnist_mlp.yaml",
+            *tiny_overrides(tiny_data, run_dir, "precision=mixed_float16", "xla=true", "steps_per_execution=3",
+                            "output.checkpoint_every_steps=6"))
+    report = json.loads((run_dir / "eval" / "test.json").read_text())
+    assert report["metrics"]["accuracy"] > 0.8
+    from distxfer.checkpoint import CheckpointStore
+
+    latest = CheckpointStore(run_dir / "checkpoints", keep=3, best_metric="val_accuracy", writer=False).latest()
+    assert all(a.dtype == np.float32 for a in latest.model)  # variables stay float32 under mixed precision
+    assert latest.state["global_step"] == 36
+
+
+def test_bfloat16_training_runs(tiny_data, tmp_path):
+    run_dir = tmp_path / "bf16"
+    run_cli("train", "-c", "configs/mnist_mlp.yaml",
+            *tiny_overrides(tiny_data, run_dir, "precision=mixed_bfloat16", "phases.0.epochs=1"))
+    assert json.loads((run_dir / "eval" / "test.json").read_text())["samples"] == 21
+
+
+def test_training_reads_tfrecords_written_by_data_convert(tiny_data, tmp_path):
+    records = tmp_path / "records"
+    out = run_cli("data", "convert", str(tiny_data["train"]), str(records), "--shards", "4", "--val-split", "0.2")
+    assert f"train with data.train_dir={records}" in out.stdout
+    inspected = run_cli("data", "inspect", str(records)).stdout
+    assert "tfrecords" in inspected
+    run_dir = tmp_path / "from_records"
+    run_cli("train", "-c", "configs/mnist_mlp.yaml",
+            *tiny_overrides(tiny_data, run_dir, f"data.train_dir={records}", "data.val_dir=null"))
+    report = json.loads((run_dir / "eval" / "test.json").read_text())
+    assert report["samples"] == 21 and report["metrics"]["accuracy"] > 0.8

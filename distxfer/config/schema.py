@@ -190,7 +190,7 @@ class EngineConfig:
     cpu_replicas: int = 0  # mirrored on a CPU-only machine: split the CPU into N logical devices
     collective: Literal["auto", "ring", "nccl"] = "auto"  # multiworker all-reduce implementation
     fp16_allreduce: bool = False  # horovod: compress gradients to float16 on the wire
-    threads: int = 0  # intra-op threads per process; 0 = TensorFlow's default
+    threads: int = 0  # intra- and inter-op threads per process; 0 = TensorFlow's defaults
 
     def check(self, key: str) -> None:
         _require(self.cpu_replicas >= 0, f"{key}.cpu_replicas", "must be 0 or more")

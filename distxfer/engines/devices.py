@@ -16,8 +16,9 @@ def configure_devices(*, threads: int = 0, cpu_replicas: int = 0, gpu_index: int
     import tensorflow as tf
 
     try:
-        if threads:
+        if threads:  # intra-op: threads per op; inter-op: ops at once (each replica needs one)
             tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(threads, cpu_replicas))
         gpus = tf.config.list_physical_devices("GPU")
         if gpu_index is not None and gpus:
             gpus = [gpus[gpu_index % len(gpus)]]
