@@ -69,6 +69,9 @@ def trained_model(run_dir: Path, which: str = "final", overrides: list[str] | tu
     snapshot, where = run_snapshot(run_dir, config, which)
     model_cfg = replace(config.model, weights=None)  # the checkpoint supplies every weight
     channels = 1 if config.data.color_mode == "grayscale" else 3
+    import keras
+
+    keras.config.set_dtype_policy(config.precision)  # compute as the run trained
     with scope or contextlib.nullcontext():
         model = build_model(model_cfg, len(class_names), tuple(config.data.image_size), channels)
     check_fits(snapshot.model, model.variables, "model", where)

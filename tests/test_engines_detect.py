@@ -105,3 +105,20 @@ def test_existing_tf_config_is_left_alone():
     env = {"TF_CONFIG": "{\"x\": 1}"}
     assert ensure_tf_config(detect.Launch("srun", size=2), env) == "TF_CONFIG from the environment"
     assert env["TF_CONFIG"] == "{\"x\": 1}"
+
+
+def test_horovod_engine_refuses_a_world_smaller_than_the_launch(monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("horovod.tensorflow")
+    fake.init = lambda: None
+    fake.size, fake.rank, fake.local_rank = (lambda: 1), (lambda: 0), (lambda: 0)
+    fake.Compression = types.SimpleNamespace(fp16="fp16", none="none")
+    monkeypatch.setitem(sys.modules, "horovod", types.ModuleType("horovod"))
+    monkeypatch.setitem(sys.modules, "horovod.tensorflow", fake)
+    from distxfer.engines.horovod import HorovodEngine
+
+    with pytest.raises(EngineError, match="Horovod sees 1 process\\(es\\) but the launcher started 2"):
+        HorovodEngine(fp16_allreduce=False, reason="test", expected_size=2)
+    assert HorovodEngine(fp16_allreduce=False, reason="test", expected_size=1).size == 1

@@ -63,7 +63,7 @@ class FolderSplit:
         return digest.hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RecordSplit:
     """TFRecord files of one split; sample ids are stored in the records."""
 
@@ -73,6 +73,13 @@ class RecordSplit:
 
     def __len__(self) -> int:
         return sum(self.counts)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the record files' names and record counts (meta.json's view of the split)."""
+        digest = hashlib.sha256("\0".join(self.files).encode("utf-8", "surrogateescape"))
+        digest.update(np.asarray(self.counts, dtype=np.int64).tobytes())
+        return digest.hexdigest()
 
 
 Split = FolderSplit | RecordSplit

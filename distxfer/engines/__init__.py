@@ -57,8 +57,15 @@ def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
             f"engine horovod is not usable here ({exc}); run launch/setup.sh to build it,"
             " or `distxfer doctor` to see why"
         ) from None
+    import os
+
     from distxfer.engines.devices import configure_devices
     from distxfer.engines.horovod import HorovodEngine
 
+    if launch.launcher == "srun" and launch.size > 1 and "PMIX_RANK" not in os.environ:
+        raise EngineError(
+            "engine horovod under srun needs PMIx to start MPI: use `srun --mpi=pmix ...`"
+            " (or engine.name=multiworker, which plain srun can start)"
+        )
     configure_devices(threads=cfg.threads, gpu_index=launch.local_rank)
-    return HorovodEngine(fp16_allreduce=cfg.fp16_allreduce, reason=reason)
+    return HorovodEngine(fp16_allreduce=cfg.fp16_allreduce, reason=reason, expected_size=launch.size)

@@ -14,15 +14,22 @@ import numpy as np
 import tensorflow as tf
 
 from distxfer.engines.base import Engine, sum_by_dtype
+from distxfer.errors import EngineError
 
 
 class HorovodEngine(Engine):
     name = "horovod"
 
-    def __init__(self, *, fp16_allreduce: bool, reason: str) -> None:
+    def __init__(self, *, fp16_allreduce: bool, reason: str, expected_size: int = 1) -> None:
         import horovod.tensorflow as hvd
 
         hvd.init()
+        if expected_size > 1 and hvd.size() != expected_size:
+            # e.g. plain `srun` without --mpi=pmix: every process becomes an MPI world of its own.
+            raise EngineError(
+                f"Horovod sees {hvd.size()} process(es) but the launcher started {expected_size};"
+                " under srun use --mpi=pmix, or start with horovodrun or mpirun"
+            )
         super().__init__(rank=hvd.rank(), local_rank=hvd.local_rank(), size=hvd.size(),
                          local_replicas=1, reason=reason)
         self._hvd = hvd

@@ -86,6 +86,7 @@ class Trainer:
         self.optimizer: keras.optimizers.Optimizer
         self.peak_lr = 0.0
         self.trainable_summary: Any = None
+        keras.config.set_dtype_policy(config.precision)  # before building: layers take the global policy
         with engine.scope():
             keras.utils.set_random_seed(config.seed)
             self.model = build_model(config.model, self.num_classes, self.image_size, self.channels)
