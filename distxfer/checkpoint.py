@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from distxfer.atomic import fsync_dir, replacing
 from distxfer.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -43,25 +44,9 @@ class Snapshot:
 
 
 def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write arrays to `path` so that readers see the old file or the complete new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write arrays to `path` so that readers see the old file or the complete new one, on disk."""
+    with replacing(path, sync=True) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def read_snapshot(path: Path) -> Snapshot:
@@ -141,7 +126,7 @@ class CheckpointStore:
                 link.unlink(missing_ok=True)
                 os.link(path, link)
                 os.replace(link, self.directory / BEST)
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             for old in self.steps()[: -self.keep]:
                 self.path_for(old).unlink(missing_ok=True)
         except BaseException as exc:  # reported by the next wait()

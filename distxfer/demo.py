@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from distxfer.atomic import write_bytes
 from distxfer.config import Config, load_config
 from distxfer.errors import ConfigError
-from distxfer.report import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 SOURCE_IMAGES_PER_CLASS = 1000
@@ -50,7 +50,7 @@ def run_demo(run_dir: Path, *, overrides: list[str] | tuple[str, ...] = (), debu
     scratch_seconds = _train(scratch, debug)
     results = {name: _test_accuracy(run_dir / name) for name in ("source", "transfer", "scratch")}
     report = _report(run_dir, results, source_seconds, transfer_seconds, scratch_seconds, transfer)
-    write_bytes_atomic(run_dir / "demo_report.md", report.encode())
+    write_bytes(run_dir / "demo_report.md", report.encode())
     print("\n" + report)
     return results
 

@@ -10,14 +10,13 @@ caller needs: class names in output order, image size, channels and backbone.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 
 from distxfer import __version__
+from distxfer.atomic import replacing, write_bytes
 from distxfer.config.schema import Config
 from distxfer.models.backbones import resolve_backbone
 from distxfer.models.build import probability_model
@@ -32,12 +31,8 @@ def export_keras(
         raise ValueError(f"{path}: a Keras export must end in .keras")
     prob = _prepared(model, class_names)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    try:
+    with replacing(path, suffix=".keras") as tmp:
         prob.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     write_sidecar(prob, path, class_names=class_names, config=config, fmt="keras")
     return path
 
@@ -50,17 +45,8 @@ def export_savedmodel(
     path = Path(path)
     prob = _prepared(model, class_names)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    old = path.with_name(f".{path.name}.old{os.getpid()}")
-    _remove(tmp)
-    try:
+    with replacing(path) as tmp:
         _saved_model_archive(prob).write_out(str(tmp), verbose=False)
-        if path.exists():
-            os.replace(path, old)  # a directory cannot be replaced while it has contents
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
-        _remove(old)
     write_sidecar(prob, path, class_names=class_names, config=config, fmt="savedmodel")
     return path
 
@@ -89,9 +75,7 @@ def write_sidecar(
         "distxfer_version": __version__,
     }
     side = sidecar_path(path)
-    tmp = side.with_name(f".{side.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, side)
+    write_bytes(side, (json.dumps(info, indent=2) + "\n").encode())
     return side
 
 
@@ -106,13 +90,6 @@ def _saved_model_archive(prob: keras.Model) -> keras.export.ExportArchive:
         input_signature=[spec],
     )
     return archive
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _prepared(model: keras.Model, class_names: Sequence[str]) -> keras.Model:

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from distxfer.atomic import write_bytes
 from distxfer.checkpoint import CheckpointStore, Snapshot, check_fits, read_snapshot
 from distxfer.config import Config, load_config
 from distxfer.errors import CheckpointError, ConfigError, DataError
-from distxfer.report import build_report, write_bytes_atomic, write_report
+from distxfer.report import build_report, write_report
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -177,7 +178,7 @@ def predict_to_csv(model_path: Path, inputs: list[Path], output: Path, *, top_k:
         best = np.argsort(-p, kind="stable")[:k]
         writer.writerow([str(path)] + [v for i in best for v in (class_names[i], f"{p[i]:.6f}")] + [""])
     output.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(output, buffer.getvalue().encode())
+    write_bytes(output, buffer.getvalue().encode())
     print(f"{len(good)} image(s) classified" + (f", {len(bad)} unreadable (see the error column)" if bad else "")
           + f": {output}")
     return output

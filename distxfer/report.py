@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from distxfer.atomic import write_bytes
 
 
 def per_class(confusion: np.ndarray, class_names: list[str]) -> list[dict[str, Any]]:
@@ -81,11 +82,5 @@ def write_report(directory: Path, report: dict[str, Any], stem: str) -> Path:
     markdown = render_markdown(report).replace("`confusion_matrix.png`", f"`{stem}_confusion_matrix.png`")
     for name, data in ((f"{stem}.json", json.dumps(report, indent=2).encode()),
                        (f"{stem}.md", markdown.encode()), (f"{stem}_confusion_matrix.png", png)):
-        write_bytes_atomic(directory / name, data)
+        write_bytes(directory / name, data)
     return directory / f"{stem}.md"
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from distxfer.atomic import write_bytes
 from distxfer.config import Config, config_differences, config_to_dict, dump_config
 from distxfer.errors import ConfigError
-from distxfer.report import build_report, write_bytes_atomic, write_report
+from distxfer.report import build_report, write_report
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,11 @@ def _fit(config: Config, engine, splits, run_dir: Path) -> str:  # type: ignore[
 
 def _write_run_files(run_dir: Path, config: Config, splits, resuming: bool) -> None:  # type: ignore[no-untyped-def]
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(run_dir / "config.yaml", dump_config(config).encode())
-    write_bytes_atomic(run_dir / "classes.json", json.dumps(splits.class_names, indent=1).encode())
+    write_bytes(run_dir / "config.yaml", dump_config(config).encode())
+    write_bytes(run_dir / "classes.json", json.dumps(splits.class_names, indent=1).encode())
     if splits.skipped:
         lines = [f"{bad.path}\t{bad.reason}" for bad in splits.skipped]
-        write_bytes_atomic(run_dir / "skipped_files.tsv", ("\n".join(lines) + "\n").encode())
+        write_bytes(run_dir / "skipped_files.tsv", ("\n".join(lines) + "\n").encode())
         log.warning("skipped %d bad image files (data.bad_files=skip); list in %s", len(splits.skipped),
                     run_dir / "skipped_files.tsv")
     log.info("%s run directory %s", "resuming in" if resuming else "writing to", run_dir)

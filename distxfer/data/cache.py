@@ -18,11 +18,11 @@ import hashlib
 import logging
 import os
 import shutil
-import uuid
 
 import numpy as np
 import tensorflow as tf
 
+from distxfer.atomic import replacing
 from distxfer.data.decode import load_image
 from distxfer.data.splits import FolderSplit
 from distxfer.errors import DataError
@@ -119,16 +119,11 @@ def _build_file(
         raise DataError(f"the image cache needs {needed / 1e9:.1f} GB but {folder} has "
                         f"{free / 1e9:.1f} GB free; free space, set DISTXFER_CACHE elsewhere, or "
                         "use data.cache=none")
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with replacing(path) as tmp:  # another process may do the same at once: both results are whole
         memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         decode_all(split, image_size, channels, memmap)
         memmap.flush()
         del memmap
-        os.replace(tmp, path)  # atomic: another process may have done the same; both are whole
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     log.info("wrote the image cache %s (%.1f GB)", path, needed / 1e9)
 
 

@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any
 
+from distxfer.atomic import write_bytes
 from distxfer.data.splits import RecordSplit
 from distxfer.errors import DataError
 
@@ -64,9 +65,5 @@ def record_split(folder: str, meta: dict[str, Any], name: str) -> RecordSplit:
 def write_meta(folder: str, meta: dict[str, Any]) -> None:
     """Write meta.json atomically (temp file, then rename), so readers never see half of it."""
     path = os.path.join(folder, META_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, "version": VERSION, **meta}, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    data = json.dumps({"format": FORMAT, "version": VERSION, **meta}, indent=1)
+    write_bytes(path, data.encode("utf-8"), sync=True)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from distxfer.atomic import replacing
 from distxfer.config.schema import DataConfig
 from distxfer.data.load import load_splits
 from distxfer.data.recordmeta import META_FILE, is_record_folder, write_meta
@@ -107,13 +108,11 @@ def _write_split(split: FolderSplit, out_dir: str, name: str, shards: int, seed:
 
 
 def _write_shard(split: FolderSplit, ids: np.ndarray, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with tf.io.TFRecordWriter(tmp) as writer:
+    with replacing(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
         for i in ids:
             with open(split.paths[i], "rb") as f:
                 data = f.read()
             writer.write(_example(data, int(split.labels[i]), int(i), split.paths[i]))
-    os.replace(tmp, path)
 
 
 def _example(data: bytes, label: int, sample_id: int, path: str) -> bytes:

@@ -19,6 +19,7 @@ from typing import Any
 
 import keras
 
+from distxfer.atomic import replacing
 from distxfer.errors import ConfigError, DistxferError
 from distxfer.models.backbones import BackboneSpec, backbone_names, resolve_backbone
 
@@ -96,12 +97,8 @@ def save_backbone_weights(model: keras.Model, path: str | Path) -> Path:
     if not path.name.endswith(".weights.h5"):
         raise ConfigError(f"{path}: backbone weights files must end in .weights.h5")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[: -len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
-    try:
+    with replacing(path, suffix=".weights.h5") as tmp:
         backbone.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
