@@ -235,3 +235,15 @@ def test_training_reads_tfrecords_written_by_data_convert(tiny_data, tmp_path):
             *tiny_overrides(tiny_data, run_dir, f"data.train_dir={records}", "data.val_dir=null"))
     report = json.loads((run_dir / "eval" / "test.json").read_text())
     assert report["samples"] == 21 and report["metrics"]["accuracy"] > 0.8
+
+
+def test_resuming_with_another_global_batch_restarts_the_interrupted_epoch(tiny_data, tmp_path):
+    run_dir = tmp_path / "rebatched"
+    first = run_cli("train", "-c", "configs/mnist_mlp.yaml",
+                    *tiny_overrides(tiny_data, run_dir, "data.batch_size=1", "max_train_seconds=0.001",
+                                    "output.stop_check_steps=5"))
+    assert "Stopped on the time limit" in first.stdout
+    resumed = run_cli("train", "-c", "configs/mnist_mlp.yaml", "--allow-config-change",
+                      *tiny_overrides(tiny_data, run_dir, "data.batch_size=2"))
+    assert "the global batch or worker count changed (1 -> 2 images per step); epoch 1 restarts" in resumed.stderr
+    assert "resuming at step" not in resumed.stdout

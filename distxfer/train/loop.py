@@ -21,7 +21,7 @@ import numpy as np
 
 from distxfer.checkpoint import CheckpointStore, Snapshot, check_fits
 from distxfer.config import Config, DataConfig, PhaseConfig
-from distxfer.data import DataSplits, Split, epoch_steps, eval_dataset, train_dataset
+from distxfer.data import DataSplits, FolderSplit, Split, epoch_steps, eval_dataset, train_dataset
 from distxfer.engines import Engine
 from distxfer.errors import CheckpointError
 from distxfer.models import apply_phase, build_model
@@ -331,11 +331,23 @@ class Trainer:
             if state.get("version") != STATE_VERSION:
                 raise CheckpointError(f"checkpoints in {self.store.directory} are from another distxfer version")
             self.position = Position(state["phase"], state["epoch"], state["step"], state["global_step"])
+            self._check_data_order(state["data"])
             self.best = state.get("best")
             self._seconds_before = float(state.get("train_seconds", 0.0))
             log.info("resuming from step %d (phase %d, epoch %d, step %d of the epoch)", state["global_step"],
                      state["phase"] + 1, state["epoch"] + 1, state["step"])
         return state
+
+    def _check_data_order(self, saved: dict[str, Any]) -> None:
+        """Resume mid-epoch only where the saved step means the same samples; else restart the epoch."""
+        if saved.get("train_fingerprint") != self.splits.train.fingerprint:
+            log.warning("the training data changed since the checkpoint was written; continuing with the new data")
+        same_steps = saved.get("global_batch") == self.global_batch and (
+            isinstance(self.splits.train, FolderSplit) or saved.get("num_pipelines") == self.engine.size)
+        if self.position.step and not same_steps:
+            log.warning("the global batch or worker count changed (%s -> %d images per step); epoch %d restarts"
+                        " from its first step", saved.get("global_batch"), self.global_batch, self.position.epoch + 1)
+            self.position.step = 0
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Load the chief's checkpoint into every rank's model (and optimizer, same phase)."""
