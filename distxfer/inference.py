@@ -8,6 +8,7 @@ with its `.json` sidecar.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -21,11 +22,11 @@ import numpy as np
 from distxfer.atomic import write_bytes
 from distxfer.checkpoint import CheckpointStore, Snapshot, check_fits, read_snapshot
 from distxfer.config import Config, load_config
+from distxfer.data.listing import IMAGE_EXTENSIONS
 from distxfer.errors import CheckpointError, ConfigError, DataError
 from distxfer.report import build_report, write_report
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def load_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config, list[str]]:
@@ -62,7 +63,7 @@ def run_snapshot(run_dir: Path, config: Config, which: str) -> tuple[Snapshot, s
 def trained_model(run_dir: Path, which: str = "final", overrides: list[str] | tuple[str, ...] = (),
                   scope: Any = None) -> tuple[Any, Config, list[str], str]:
     """(model with the checkpoint's weights, config, class names, checkpoint description)."""
-    import contextlib
+    import keras
 
     from distxfer.models import build_model
 
@@ -70,8 +71,6 @@ def trained_model(run_dir: Path, which: str = "final", overrides: list[str] | tu
     snapshot, where = run_snapshot(run_dir, config, which)
     model_cfg = replace(config.model, weights=None)  # the checkpoint supplies every weight
     channels = 1 if config.data.color_mode == "grayscale" else 3
-    import keras
-
     keras.config.set_dtype_policy(config.precision)  # compute as the run trained
     with scope or contextlib.nullcontext():
         model = build_model(model_cfg, len(class_names), tuple(config.data.image_size), channels)
@@ -123,13 +122,14 @@ def image_files(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files += sorted(p for p in item.rglob("*") if p.name.lower().endswith(IMAGE_EXTENSIONS)
+                            and not p.name.startswith(".") and p.is_file())
         elif item.is_file():
             files.append(item)
         else:
             raise DataError(f"{item} does not exist; pass image files or folders of images")
     if not files:
-        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+        raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, inputs))}")
     return files
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -18,6 +19,11 @@ from distxfer.atomic import write_bytes
 from distxfer.config import Config, config_differences, config_to_dict, dump_config
 from distxfer.errors import ConfigError
 from distxfer.report import build_report, write_report
+
+if TYPE_CHECKING:
+    from distxfer.data import DataSplits
+    from distxfer.engines import Engine
+    from distxfer.train.loop import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +88,13 @@ def train(config: Config, *, allow_config_change: bool = False, debug: bool = Fa
         engine.shutdown()
 
 
-def describe_splits(splits) -> str:  # type: ignore[no-untyped-def]
+def describe_splits(splits: DataSplits) -> str:
     sizes = [f"{name} {len(split)}" for name, split in (("train", splits.train), ("validation", splits.val),
                                                         ("test", splits.test)) if split is not None]
     return ", ".join(sizes) + " images" + (f"; {len(splits.skipped)} bad files skipped" if splits.skipped else "")
 
 
-def _fit(config: Config, engine, splits, run_dir: Path) -> str:  # type: ignore[no-untyped-def]
+def _fit(config: Config, engine: Engine, splits: DataSplits, run_dir: Path) -> str:
     from distxfer.train.hooks import ProgressHook
     from distxfer.train.loop import Trainer
 
@@ -107,7 +113,7 @@ def _fit(config: Config, engine, splits, run_dir: Path) -> str:  # type: ignore[
     return outcome
 
 
-def _write_run_files(run_dir: Path, config: Config, splits, resuming: bool) -> None:  # type: ignore[no-untyped-def]
+def _write_run_files(run_dir: Path, config: Config, splits: DataSplits, resuming: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_bytes(run_dir / "config.yaml", dump_config(config).encode())
     write_bytes(run_dir / "classes.json", json.dumps(splits.class_names, indent=1).encode())
@@ -119,7 +125,7 @@ def _write_run_files(run_dir: Path, config: Config, splits, resuming: bool) -> N
     log.info("%s run directory %s", "resuming in" if resuming else "writing to", run_dir)
 
 
-def _write_outputs(trainer, run_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def _write_outputs(trainer: Trainer, run_dir: Path) -> None:
     from distxfer.export import export_keras
 
     for split, result in trainer.final_results.items():

@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
               f" train with data.train_dir={args.out}")
     else:
         from distxfer.data import write_demo_datasets
+        from distxfer.demo import SOURCE_IMAGES_PER_CLASS
 
-        paths = write_demo_datasets(args.out, seed=args.seed)
+        paths = write_demo_datasets(args.out, seed=args.seed, source_per_class=SOURCE_IMAGES_PER_CLASS)
         for name, path in vars(paths).items():
             print(f"{name}: {path}")
     return 0
