@@ -102,10 +102,6 @@ class Engine:
         if self.size > 1:
             self.all_sum([np.zeros(1, dtype=np.float32)])
 
-    def any_process(self, flag: bool) -> bool:
-        """True on every process if `flag` is true on any (a collective)."""
-        return bool(self.all_sum([np.array([float(flag)], dtype=np.float32)])[0][0] > 0)
-
     def shutdown(self) -> None:
         """Release the engine's resources at the end of a run."""
 
