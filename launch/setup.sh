@@ -21,7 +21,7 @@ for arg in "$@"; do
         --no-horovod) horovod=0 ;;
         --gpu) flavour=gpu ;;
         --cpu) flavour=cpu ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
     esac
 done
