@@ -180,6 +180,6 @@ def test_imagenet_weights_without_internet_is_a_config_error_naming_the_cache(
 
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
     with pytest.raises(ConfigError, match=r"^model\.weights: .*internet") as err:
-        build_model(model_cfg(weights="imagenet"), 3, (32, 32), 3)
+        build_model(model_cfg(weights="imagenet"), 3, (96, 96), 3)
     assert str(tmp_path / "models") in str(err.value)
     assert "\n" not in str(err.value)
