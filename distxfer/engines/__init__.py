@@ -6,6 +6,8 @@ devices and threads, and MultiWorkerMirroredStrategy must exist before the runti
 
 from __future__ import annotations
 
+import os
+
 from distxfer.config import EngineConfig
 from distxfer.engines.base import Engine
 from distxfer.engines.detect import Launch, choose_engine, detect_launch
@@ -57,8 +59,6 @@ def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
             f"engine horovod is not usable here ({exc}); run launch/setup.sh to build it,"
             " or `distxfer doctor` to see why"
         ) from None
-    import os
-
     from distxfer.engines.devices import configure_devices
     from distxfer.engines.horovod import HorovodEngine
 
