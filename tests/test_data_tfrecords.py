@@ -165,6 +165,23 @@ def test_too_few_record_files_for_the_training_workers_is_an_error(converted):
         run(split, training=True, pipeline=0, pipelines=5)
 
 
+def test_the_trainer_refuses_too_few_record_files_before_building_the_model(converted, tmp_path, monkeypatch):
+    from distxfer.config import load_config
+    from distxfer.engines.base import Engine
+    from distxfer.train import loop
+
+    _, out, _ = converted
+    config = load_config(None, [f"data.train_dir={out}", "data.image_size=[8,8]", "model.backbone=mnist_mlp"])
+    splits = load_splits(config.data, seed=0)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the model was built before the data was checked")
+
+    monkeypatch.setattr(loop, "build_model", no_build)
+    with pytest.raises(DataError, match="re-convert with --shards 5 or more"):
+        loop.Trainer(config, Engine(size=5), splits, tmp_path / "run")
+
+
 def test_converting_into_a_converted_folder_is_refused(converted):
     src, out, _ = converted
     with pytest.raises(DataError, match="already holds converted records"):

@@ -86,6 +86,7 @@ class Trainer:
         self.optimizer: keras.optimizers.Optimizer
         self.peak_lr = 0.0
         self.trainable_summary: Any = None
+        self.epoch_steps(0)  # data that cannot be laid out over the workers fails now, before any build
         keras.config.set_dtype_policy(config.precision)  # before building: layers take the global policy
         with engine.scope():
             keras.utils.set_random_seed(config.seed)
@@ -170,10 +171,8 @@ class Trainer:
 
     def _begin_phase(self, index: int, phase: PhaseConfig) -> None:
         self.trainable_summary = apply_phase(self.model, phase)
-        per_epoch = [epoch_steps(self.splits.train, per_replica_batch=self.config.data.batch_size,
-                                 replicas_per_pipeline=self.engine.local_replicas, num_pipelines=self.engine.size,
-                                 seed=self.config.seed, epoch=self.epoch_key(index, e), shuffle=self.config.data.shuffle)
-                     for e in range(phase.epochs)]  # record splits vary per epoch; folder splits do not
+        # record splits vary per epoch; folder splits do not
+        per_epoch = [self.epoch_steps(self.epoch_key(index, e)) for e in range(phase.epochs)]
         self.peak_lr = peak_learning_rate(phase, self.global_batch, self.config.data.batch_size)
         shape = ScheduleShape(peak=self.peak_lr, total_steps=sum(per_epoch),
                               warmup_steps=round(phase.warmup_epochs * per_epoch[0]), steps_per_epoch=per_epoch[0])
@@ -267,6 +266,12 @@ class Trainer:
     def epoch_key(self, phase_index: int, epoch: int) -> int:
         """Epochs counted across phases, so every epoch of the run has its own data order."""
         return sum(p.epochs for p in self.config.phases[:phase_index]) + epoch
+
+    def epoch_steps(self, epoch_key: int) -> int:
+        """Global training steps of the epoch with this key (see `epoch_key`)."""
+        return epoch_steps(self.splits.train, per_replica_batch=self.config.data.batch_size,
+                           replicas_per_pipeline=self.engine.local_replicas, num_pipelines=self.engine.size,
+                           seed=self.config.seed, epoch=epoch_key, shuffle=self.config.data.shuffle)
 
     def train_seconds(self) -> float:
         """Seconds spent training in this run, over every resumption."""
