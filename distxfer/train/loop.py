@@ -95,7 +95,6 @@ class Trainer:
         self._resume: Snapshot | None = None
         self._resume_state: dict[str, Any] | None = None
         self.final_results: dict[str, EvalResult] = {}
-        self._started = 0.0
         self._seconds_before = 0.0
         self._log_mark = (0.0, np.zeros(4), 0.0)
 
@@ -118,7 +117,6 @@ class Trainer:
 
     def _train_phases(self, state: dict[str, Any] | None) -> str:
         self.stopper.install()
-        self._started = time.monotonic()
         try:
             outcome = "finished"
             for index in range(self.position.phase, len(self.config.phases)):
@@ -275,7 +273,7 @@ class Trainer:
 
     def train_seconds(self) -> float:
         """Seconds spent training in this run, over every resumption."""
-        return self._seconds_before + (time.monotonic() - self._started if self._started else 0.0)
+        return self._seconds_before + self.stopper.elapsed()
 
     def _global_train_stats(self) -> np.ndarray:
         return self.engine.all_sum([self.steps.train_stats.numpy()])[0]

@@ -24,7 +24,7 @@ class StopRequest:
 
     def __init__(self, max_seconds: float = 0.0) -> None:
         self.max_seconds = max_seconds
-        self.started = time.monotonic()
+        self.started: float | None = None  # when `install` started the clock
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
 
@@ -42,8 +42,12 @@ class StopRequest:
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.signal_name = signal.Signals(signum).name
 
+    def elapsed(self) -> float:
+        """Seconds since `install` (0 before it)."""
+        return time.monotonic() - self.started if self.started is not None else 0.0
+
     def out_of_time(self) -> bool:
-        return bool(self.max_seconds) and time.monotonic() - self.started >= self.max_seconds
+        return bool(self.max_seconds) and self.elapsed() >= self.max_seconds
 
     def agree(self, engine: Engine) -> str | None:
         """'signal', 'time' or None, the same on every rank (a collective when size > 1)."""
