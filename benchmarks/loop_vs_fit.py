@@ -28,6 +28,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
+    from distxfer.bench import small_backbone_args
     from distxfer.config import ModelConfig, PhaseConfig
     from distxfer.engines.single import SingleEngine
     from distxfer.models import apply_phase, build_model
@@ -41,8 +42,8 @@ def main() -> None:
 
     def model_and_optimizer(trainable: str):
         keras.utils.set_random_seed(0)
-        args_ = {"alpha": 0.35} if args.backbone.lower() == "mobilenetv2" else {}
-        model = build_model(ModelConfig(backbone=args.backbone, weights=None, backbone_args=args_), 10, size, 3)
+        model_cfg = ModelConfig(backbone=args.backbone, weights=None, backbone_args=small_backbone_args(args.backbone))
+        model = build_model(model_cfg, 10, size, 3)
         apply_phase(model, PhaseConfig(trainable=trainable))
         return model, keras.optimizers.Adam(1e-3)
 
