@@ -37,24 +37,37 @@ def main() -> None:
     size, batch = (args.image_size, args.image_size), args.batch_size
     rng = np.random.default_rng(0)
     n = 8 * batch
-    data = {"image": rng.integers(0, 256, (n, *size, 3), dtype=np.uint8),
-            "label": rng.integers(0, 10, n).astype(np.int32), "weight": np.ones(n, np.float32)}
+    data = {
+        "image": rng.integers(0, 256, (n, *size, 3), dtype=np.uint8),
+        "label": rng.integers(0, 10, n).astype(np.int32),
+        "weight": np.ones(n, np.float32),
+    }
 
     def model_and_optimizer(trainable: str):
         keras.utils.set_random_seed(0)
-        model_cfg = ModelConfig(backbone=args.backbone, weights=None, backbone_args=small_backbone_args(args.backbone))
+        model_cfg = ModelConfig(
+            backbone=args.backbone, weights=None, backbone_args=small_backbone_args(args.backbone)
+        )
         model = build_model(model_cfg, 10, size, 3)
         apply_phase(model, PhaseConfig(trainable=trainable))
         return model, keras.optimizers.Adam(1e-3)
 
     def dataset():
-        ds = tf.data.Dataset.from_tensor_slices(data).batch(batch, drop_remainder=True).cache().repeat()
+        ds = (
+            tf.data.Dataset.from_tensor_slices(data)
+            .batch(batch, drop_remainder=True)
+            .cache()
+            .repeat()
+        )
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def time_fit(trainable: str) -> float:
         model, optimizer = model_and_optimizer(trainable)
-        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
         xy = dataset().map(lambda b: (b["image"], b["label"]))
         model.fit(xy, steps_per_epoch=5, epochs=1, verbose=0)  # trace and warm up
         started = time.perf_counter()
@@ -79,8 +92,11 @@ def main() -> None:
             fit.append(time_fit(trainable))
             loop.append(time_loop(trainable))
         f, lp = sorted(fit)[len(fit) // 2], sorted(loop)[len(loop) // 2]
-        print(f"{args.backbone} {size[0]}x{size[1]} batch {batch}, trainable={trainable}: fit {f:.1f} img/s,"
-              f" distxfer loop {lp:.1f} img/s, ratio {lp / f:.3f}", flush=True)
+        print(
+            f"{args.backbone} {size[0]}x{size[1]} batch {batch}, trainable={trainable}: fit {f:.1f} img/s,"
+            f" distxfer loop {lp:.1f} img/s, ratio {lp / f:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -29,12 +29,24 @@ WARMUP_STEPS = 5
 def worker_main(argv: list[str] | None = None) -> None:
     """One worker of a measurement (run by `python -m distxfer.bench`)."""
     parser = argparse.ArgumentParser()
-    for name, kind in (("--engine", str), ("--steps", int), ("--batch-size", int), ("--image-size", int),
-                       ("--backbone", str), ("--cpu-replicas", int), ("--result", str), ("--pin", str),
-                       ("--trainable", str)):
-        parser.add_argument(name, type=kind, required=name not in ("--cpu-replicas", "--pin", "--trainable"))
+    for name, kind in (
+        ("--engine", str),
+        ("--steps", int),
+        ("--batch-size", int),
+        ("--image-size", int),
+        ("--backbone", str),
+        ("--cpu-replicas", int),
+        ("--result", str),
+        ("--pin", str),
+        ("--trainable", str),
+    ):
+        parser.add_argument(
+            name, type=kind, required=name not in ("--cpu-replicas", "--pin", "--trainable")
+        )
     args = parser.parse_args(argv)
-    if args.pin:  # one core per worker: "comma-separated cores, or a list per rank separated by '/'"
+    if (
+        args.pin
+    ):  # one core per worker: "comma-separated cores, or a list per rank separated by '/'"
         _pin(args.pin)
     from distxfer.logs import quiet_tensorflow
 
@@ -42,7 +54,9 @@ def worker_main(argv: list[str] | None = None) -> None:
     from distxfer.config import EngineConfig, ModelConfig, PhaseConfig
     from distxfer.engines import create_engine
 
-    engine = create_engine(EngineConfig(name=args.engine, threads=1, cpu_replicas=args.cpu_replicas or 0))
+    engine = create_engine(
+        EngineConfig(name=args.engine, threads=1, cpu_replicas=args.cpu_replicas or 0)
+    )
     import keras
     import numpy as np
     import tensorflow as tf
@@ -51,7 +65,9 @@ def worker_main(argv: list[str] | None = None) -> None:
     from distxfer.train.steps import PhaseSteps
 
     size = (args.image_size, args.image_size)
-    model_cfg = ModelConfig(backbone=args.backbone, weights=None, backbone_args=small_backbone_args(args.backbone))
+    model_cfg = ModelConfig(
+        backbone=args.backbone, weights=None, backbone_args=small_backbone_args(args.backbone)
+    )
     with engine.scope():
         keras.utils.set_random_seed(0)
         model = build_model(model_cfg, 10, size, 3)
@@ -61,11 +77,15 @@ def worker_main(argv: list[str] | None = None) -> None:
     global_batch = args.batch_size * engine.num_replicas
     steps = PhaseSteps(model, optimizer, engine, global_batch=global_batch, num_classes=10)
     rng = np.random.default_rng(engine.rank)
-    batches = {"image": rng.integers(0, 256, (8 * args.batch_size, *size, 3), dtype=np.uint8),
-               "label": rng.integers(0, 10, 8 * args.batch_size).astype(np.int32),
-               "weight": np.ones(8 * args.batch_size, np.float32),
-               "id": np.arange(8 * args.batch_size, dtype=np.int64)}
-    dataset = tf.data.Dataset.from_tensor_slices(batches).batch(args.batch_size, drop_remainder=True)
+    batches = {
+        "image": rng.integers(0, 256, (8 * args.batch_size, *size, 3), dtype=np.uint8),
+        "label": rng.integers(0, 10, 8 * args.batch_size).astype(np.int32),
+        "weight": np.ones(8 * args.batch_size, np.float32),
+        "id": np.arange(8 * args.batch_size, dtype=np.int64),
+    }
+    dataset = tf.data.Dataset.from_tensor_slices(batches).batch(
+        args.batch_size, drop_remainder=True
+    )
     dataset = dataset.cache().repeat().prefetch(tf.data.AUTOTUNE)
     iterator = iter(engine.distribute(dataset))
     steps.train(iterator, WARMUP_STEPS)
@@ -75,8 +95,15 @@ def worker_main(argv: list[str] | None = None) -> None:
     engine.all_sum([steps.train_stats.numpy()])  # everyone finished the timed steps
     elapsed = time.perf_counter() - started
     if engine.is_chief:
-        Path(args.result).write_text(json.dumps({"images_per_second": global_batch * args.steps / elapsed,
-                                                 "seconds": elapsed, "replicas": engine.num_replicas}))
+        Path(args.result).write_text(
+            json.dumps(
+                {
+                    "images_per_second": global_batch * args.steps / elapsed,
+                    "seconds": elapsed,
+                    "replicas": engine.num_replicas,
+                }
+            )
+        )
     engine.shutdown()
 
 
@@ -91,7 +118,9 @@ def _pin(spec: str) -> None:
 
 def small_backbone_args(backbone: str) -> dict:
     """The benchmarks' MobileNets are the small ones (alpha 0.35); other backbones as Keras builds them."""
-    return {"alpha": 0.35} if backbone.lower().replace("_", "") in ("mobilenetv2", "mobilenet") else {}
+    return (
+        {"alpha": 0.35} if backbone.lower().replace("_", "") in ("mobilenetv2", "mobilenet") else {}
+    )
 
 
 def _commands(engine: str, workers: int, worker_args: list[str], result: str) -> list[list[str]]:
@@ -99,19 +128,54 @@ def _commands(engine: str, workers: int, worker_args: list[str], result: str) ->
     python = [sys.executable, "-m", "distxfer.bench"]
     cores = os.cpu_count() or 1
     if engine == "independent":
-        return [[*python, *worker_args, "--engine", "single", "--pin", str(i % cores), "--result", f"{result}.{i}"]
-                for i in range(workers)]
-    pin = ",".join(str(c % cores) for c in range(workers)) if engine == "mirrored" else \
-        "/".join(str(c % cores) for c in range(workers))
+        return [
+            [
+                *python,
+                *worker_args,
+                "--engine",
+                "single",
+                "--pin",
+                str(i % cores),
+                "--result",
+                f"{result}.{i}",
+            ]
+            for i in range(workers)
+        ]
+    pin = (
+        ",".join(str(c % cores) for c in range(workers))
+        if engine == "mirrored"
+        else "/".join(str(c % cores) for c in range(workers))
+    )
     args = [*worker_args, "--result", result, "--pin", pin]
     if engine == "horovod":
         runner = shutil.which("horovodrun") or str(Path(sys.executable).with_name("horovodrun"))
-        return [[runner, "--gloo", "-np", str(workers), "-H", f"localhost:{workers}", *python,
-                 "--engine", "horovod", *args]]
+        return [
+            [
+                runner,
+                "--gloo",
+                "-np",
+                str(workers),
+                "-H",
+                f"localhost:{workers}",
+                *python,
+                "--engine",
+                "horovod",
+                *args,
+            ]
+        ]
     if engine == "multiworker":
         return [[*python, "--engine", "multiworker", *args]] * workers
     if engine == "mirrored":
-        return [[*python, "--engine", "mirrored" if workers > 1 else "single", "--cpu-replicas", str(workers), *args]]
+        return [
+            [
+                *python,
+                "--engine",
+                "mirrored" if workers > 1 else "single",
+                "--cpu-replicas",
+                str(workers),
+                *args,
+            ]
+        ]
     return [[*python, "--engine", "single", *args]]
 
 
@@ -125,53 +189,116 @@ def measure(engine: str, workers: int, worker_args: list[str]) -> float:
         for index, command in enumerate(commands):
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
             if engine == "multiworker":
-                env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                                               "task": {"type": "worker", "index": index}})
-            processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                              text=True))
+                env["TF_CONFIG"] = json.dumps(
+                    {
+                        "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                        "task": {"type": "worker", "index": index},
+                    }
+                )
+            processes.append(
+                subprocess.Popen(
+                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            )
         outputs = [p.communicate()[0] for p in processes]
         files = [f"{result}.{i}" for i in range(workers)] if engine == "independent" else [result]
         if any(p.returncode for p in processes) or not all(os.path.exists(f) for f in files):
-            raise RuntimeError(f"{engine} with {workers} worker(s) failed:\n" + "\n".join(o[-3000:] for o in outputs))
+            raise RuntimeError(
+                f"{engine} with {workers} worker(s) failed:\n"
+                + "\n".join(o[-3000:] for o in outputs)
+            )
         return sum(json.loads(Path(f).read_text())["images_per_second"] for f in files)
 
 
-def run_engine_benchmark(*, engines: list[str], steps: int, batch_size: int, image_size: int, backbone: str,
-                         trainable: str = "all", repeats: int = 3, output: str | None = None) -> list[dict]:
+def run_engine_benchmark(
+    *,
+    engines: list[str],
+    steps: int,
+    batch_size: int,
+    image_size: int,
+    backbone: str,
+    trainable: str = "all",
+    repeats: int = 3,
+    output: str | None = None,
+) -> list[dict]:
     """Measure every configuration `repeats` times, interleaved, and report medians side by side."""
-    worker_args = ["--steps", str(steps), "--batch-size", str(batch_size), "--image-size", str(image_size),
-                   "--backbone", backbone, "--trainable", trainable]
-    plan = [("single", 1), ("independent", 2)] + [(e, n) for e in engines if e != "single" for n in (1, 2)]
+    worker_args = [
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch_size),
+        "--image-size",
+        str(image_size),
+        "--backbone",
+        backbone,
+        "--trainable",
+        trainable,
+    ]
+    plan = [("single", 1), ("independent", 2)] + [
+        (e, n) for e in engines if e != "single" for n in (1, 2)
+    ]
     samples: dict[tuple[str, int], list[float]] = {key: [] for key in plan}
     for _ in range(repeats):
         for engine, workers in plan:
             samples[(engine, workers)].append(measure(engine, workers, worker_args))
     median = {key: sorted(values)[len(values) // 2] for key, values in samples.items()}
     ceiling = median[("independent", 2)] / (2 * median[("single", 1)])
-    print(f"hardware ceiling: 2 independent workers reach {ceiling:.3f} of 2 x one worker", flush=True)
+    print(
+        f"hardware ceiling: 2 independent workers reach {ceiling:.3f} of 2 x one worker", flush=True
+    )
     rows = []
     for engine in (e for e in engines if e != "single"):
         one, two = median[(engine, 1)], median[(engine, 2)]
         efficiency = two / (2 * one)
-        rows.append({"engine": engine, "one": one, "two": two, "efficiency": efficiency,
-                     "of_ceiling": efficiency / ceiling})
-        print(f"{engine:<12} 1 worker {one:8.1f} img/s   2 workers {two:8.1f} img/s   weak-scaling efficiency "
-              f"{efficiency:.3f}  ({efficiency / ceiling:.3f} of the hardware ceiling)", flush=True)
+        rows.append(
+            {
+                "engine": engine,
+                "one": one,
+                "two": two,
+                "efficiency": efficiency,
+                "of_ceiling": efficiency / ceiling,
+            }
+        )
+        print(
+            f"{engine:<12} 1 worker {one:8.1f} img/s   2 workers {two:8.1f} img/s   weak-scaling efficiency "
+            f"{efficiency:.3f}  ({efficiency / ceiling:.3f} of the hardware ceiling)",
+            flush=True,
+        )
     if output:
-        _append_markdown(Path(output), rows, ceiling, f"{backbone} (trainable: {trainable})", image_size,
-                         batch_size, steps, repeats)
+        _append_markdown(
+            Path(output),
+            rows,
+            ceiling,
+            f"{backbone} (trainable: {trainable})",
+            image_size,
+            batch_size,
+            steps,
+            repeats,
+        )
     return rows
 
 
-def _append_markdown(path: Path, rows: list[dict], ceiling: float, backbone: str, image_size: int, batch: int,
-                     steps: int, repeats: int) -> None:
-    lines = [f"\n### {time.strftime('%Y-%m-%d')}: {backbone} {image_size}x{image_size}, batch {batch} per worker,"
-             f" {steps} timed steps, median of {repeats}, one core and one thread per worker, {os.cpu_count()} cores\n",
-             f"Hardware ceiling (2 workers that never communicate, against 2 x one worker): {ceiling:.3f}\n",
-             "| engine | 1 worker (img/s) | 2 workers (img/s) | weak-scaling efficiency | of the ceiling |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['engine']} | {r['one']:.1f} | {r['two']:.1f} | {r['efficiency']:.3f} | {r['of_ceiling']:.3f} |"
-              for r in rows]
+def _append_markdown(
+    path: Path,
+    rows: list[dict],
+    ceiling: float,
+    backbone: str,
+    image_size: int,
+    batch: int,
+    steps: int,
+    repeats: int,
+) -> None:
+    lines = [
+        f"\n### {time.strftime('%Y-%m-%d')}: {backbone} {image_size}x{image_size}, batch {batch} per worker,"
+        f" {steps} timed steps, median of {repeats}, one core and one thread per worker, {os.cpu_count()} cores\n",
+        f"Hardware ceiling (2 workers that never communicate, against 2 x one worker): {ceiling:.3f}\n",
+        "| engine | 1 worker (img/s) | 2 workers (img/s) | weak-scaling efficiency | of the ceiling |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['engine']} | {r['one']:.1f} | {r['two']:.1f} | {r['efficiency']:.3f} | {r['of_ceiling']:.3f} |"
+        for r in rows
+    ]
     with path.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
 

@@ -56,7 +56,9 @@ def read_snapshot(path: Path) -> Snapshot:
             model = [data[f"model/{i:05d}"] for i in range(state["num_model"])]
             optimizer = [data[f"optimizer/{i:05d}"] for i in range(state["num_optimizer"])]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({exc}); delete it to resume from an older one") from None
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({exc}); delete it to resume from an older one"
+        ) from None
     return Snapshot(state, model, optimizer)
 
 
@@ -78,7 +80,9 @@ class CheckpointStore:
     def steps(self) -> list[int]:
         if not self.directory.is_dir():
             return []
-        return sorted(int(m.group(1)) for p in self.directory.iterdir() if (m := _NAME.match(p.name)))
+        return sorted(
+            int(m.group(1)) for p in self.directory.iterdir() if (m := _NAME.match(p.name))
+        )
 
     def path_for(self, step: int) -> Path:
         return self.directory / f"ckpt-{step:09d}.npz"
@@ -101,8 +105,12 @@ class CheckpointStore:
         self.wait()
         step = int(snapshot.state["global_step"])
         path = self.path_for(step)
-        self._thread = threading.Thread(target=self._write, args=(snapshot, path, is_best),
-                                        name="checkpoint-writer", daemon=False)
+        self._thread = threading.Thread(
+            target=self._write,
+            args=(snapshot, path, is_best),
+            name="checkpoint-writer",
+            daemon=False,
+        )
         self._thread.start()
         return path
 
@@ -113,7 +121,9 @@ class CheckpointStore:
             self._thread = None
         if self._error is not None:
             error, self._error = self._error, None
-            raise CheckpointError(f"writing a checkpoint in {self.directory} failed: {error}") from error
+            raise CheckpointError(
+                f"writing a checkpoint in {self.directory} failed: {error}"
+            ) from error
 
     def _write(self, snapshot: Snapshot, path: Path, is_best: bool) -> None:
         try:
@@ -133,7 +143,9 @@ class CheckpointStore:
             self._error = exc
 
 
-def check_fits(arrays: Sequence[np.ndarray], variables: Sequence[Any], kind: str, where: str) -> None:
+def check_fits(
+    arrays: Sequence[np.ndarray], variables: Sequence[Any], kind: str, where: str
+) -> None:
     """Raise CheckpointError unless the arrays fit these variables one to one."""
     if len(arrays) != len(variables):
         raise CheckpointError(

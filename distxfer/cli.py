@@ -30,24 +30,39 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from distxfer.inference import evaluate_run
 
-    evaluate_run(Path(args.run_dir), data_dir=args.data, checkpoint=args.checkpoint, overrides=args.overrides,
-                 debug=args.debug)
+    evaluate_run(
+        Path(args.run_dir),
+        data_dir=args.data,
+        checkpoint=args.checkpoint,
+        overrides=args.overrides,
+        debug=args.debug,
+    )
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from distxfer.inference import predict_to_csv
 
-    predict_to_csv(Path(args.model), [Path(p) for p in args.inputs], Path(args.output), top_k=args.top_k,
-                   batch_size=args.batch_size, checkpoint=args.checkpoint)
+    predict_to_csv(
+        Path(args.model),
+        [Path(p) for p in args.inputs],
+        Path(args.output),
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        checkpoint=args.checkpoint,
+    )
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from distxfer.inference import export_run
 
-    for path in export_run(Path(args.run_dir), Path(args.output) if args.output else None,
-                           formats=args.format, checkpoint=args.checkpoint):
+    for path in export_run(
+        Path(args.run_dir),
+        Path(args.output) if args.output else None,
+        formats=args.format,
+        checkpoint=args.checkpoint,
+    ):
         print(path)
     return 0
 
@@ -77,17 +92,29 @@ def _doctor(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from distxfer.demo import run_demo
 
-    run_demo(Path(args.run_dir), overrides=args.overrides, debug=args.debug, config=Path(args.config),
-             source_config=Path(args.source_config))
+    run_demo(
+        Path(args.run_dir),
+        overrides=args.overrides,
+        debug=args.debug,
+        config=Path(args.config),
+        source_config=Path(args.source_config),
+    )
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
     from distxfer.bench import run_engine_benchmark
 
-    run_engine_benchmark(engines=args.engines, steps=args.steps, batch_size=args.batch_size,
-                         image_size=args.image_size, backbone=args.backbone, trainable=args.trainable,
-                         repeats=args.repeats, output=args.output)
+    run_engine_benchmark(
+        engines=args.engines,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        backbone=args.backbone,
+        trainable=args.trainable,
+        repeats=args.repeats,
+        output=args.output,
+    )
     return 0
 
 
@@ -98,41 +125,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or resume) a run from a YAML config")
     p.add_argument("-c", "--config", required=True, help="YAML config file")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. data.batch_size=64")
-    p.add_argument("--allow-config-change", action="store_true",
-                   help="resume a run directory even though its config differs")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="dotted overrides, e.g. data.batch_size=64",
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume a run directory even though its config differs",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run's model on labelled class folders")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="class folders to evaluate on (default: the run's test_dir, else val)")
-    p.add_argument("--checkpoint", default="final", help="final | best | latest | a checkpoint file")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. engine.name=single data.batch_size=64")
+    p.add_argument(
+        "--data", help="class folders to evaluate on (default: the run's test_dir, else val)"
+    )
+    p.add_argument(
+        "--checkpoint", default="final", help="final | best | latest | a checkpoint file"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="e.g. engine.name=single data.batch_size=64",
+    )
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="classify images into a CSV of top-k classes and probabilities")
+    p = sub.add_parser(
+        "predict", help="classify images into a CSV of top-k classes and probabilities"
+    )
     p.add_argument("model", help="a run directory or an exported .keras file")
     p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("-o", "--output", default="predictions.csv")
     p.add_argument("-k", "--top-k", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--checkpoint", default="final", help="for a run directory: final | best | latest")
+    p.add_argument(
+        "--checkpoint", default="final", help="for a run directory: final | best | latest"
+    )
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("export", help="export a run's model as .keras and/or TF SavedModel")
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", help="output directory (default: <run_dir>/export)")
     p.add_argument("--format", choices=["keras", "savedmodel", "both"], default="both")
-    p.add_argument("--checkpoint", default="final", help="final | best | latest | a checkpoint file")
+    p.add_argument(
+        "--checkpoint", default="final", help="final | best | latest | a checkpoint file"
+    )
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("data", help="inspect a dataset, convert it to TFRecords, or write the demo data")
+    p = sub.add_parser(
+        "data", help="inspect a dataset, convert it to TFRecords, or write the demo data"
+    )
     from distxfer.data.commands import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=_data)
 
-    p = sub.add_parser("weights", help="download ImageNet weights into the Keras cache (for offline nodes)")
+    p = sub.add_parser(
+        "weights", help="download ImageNet weights into the Keras cache (for offline nodes)"
+    )
     p.add_argument("backbones", nargs="+", help="backbone names, e.g. ResNet50 VGG16, or 'all'")
     p.add_argument("--keras-home", help="cache root (default: $KERAS_HOME or ~/.keras)")
     p.set_defaults(func=_weights)
@@ -140,23 +194,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="versions, devices, and which engines can run here")
     p.set_defaults(func=_doctor)
 
-    p = sub.add_parser("demo", help="transfer learning end to end on the built-in data (a few minutes on CPU)")
+    p = sub.add_parser(
+        "demo", help="transfer learning end to end on the built-in data (a few minutes on CPU)"
+    )
     p.add_argument("--run-dir", default="runs/demo")
     p.add_argument("-c", "--config", default="configs/demo.yaml", help="the target task's config")
-    p.add_argument("--source-config", default="configs/demo_source.yaml", help="the source task's config")
+    p.add_argument(
+        "--source-config", default="configs/demo_source.yaml", help="the source task's config"
+    )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="applied to every demo run")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("bench", help="images per second for 1 and 2 workers per engine; scaling efficiency")
-    p.add_argument("--engines", nargs="+", default=["mirrored", "multiworker", "horovod"],
-                   choices=["mirrored", "multiworker", "horovod"])
+    p = sub.add_parser(
+        "bench", help="images per second for 1 and 2 workers per engine; scaling efficiency"
+    )
+    p.add_argument(
+        "--engines",
+        nargs="+",
+        default=["mirrored", "multiworker", "horovod"],
+        choices=["mirrored", "multiworker", "horovod"],
+    )
     p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=3, help="measurements per configuration; the median is reported")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="measurements per configuration; the median is reported",
+    )
     p.add_argument("--batch-size", type=int, default=32, help="per worker")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--backbone", default="MobileNetV2")
-    p.add_argument("--trainable", default="all",
-                   help="what trains: head (phase 1 of transfer learning) or all (fine-tuning everything)")
+    p.add_argument(
+        "--trainable",
+        default="all",
+        help="what trains: head (phase 1 of transfer learning) or all (fine-tuning everything)",
+    )
     p.add_argument("--output", help="append the results as Markdown to this file")
     p.set_defaults(func=_bench)
     return parser

@@ -22,31 +22,64 @@ from distxfer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 SOURCE_IMAGES_PER_CLASS = 1000
-SCRATCH_PHASE = ("phases=[{name: scratch, epochs: 1000, trainable: all, optimizer: adam, learning_rate: 0.002,"
-                 " lr_scaling: sqrt, schedule: constant}]")
+SCRATCH_PHASE = (
+    "phases=[{name: scratch, epochs: 1000, trainable: all, optimizer: adam, learning_rate: 0.002,"
+    " lr_scaling: sqrt, schedule: constant}]"
+)
 
 
-def run_demo(run_dir: Path, *, overrides: list[str] | tuple[str, ...] = (), debug: bool = False,
-             config: Path = Path("configs/demo.yaml"), source_config: Path = Path("configs/demo_source.yaml")) -> dict:
+def run_demo(
+    run_dir: Path,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    debug: bool = False,
+    config: Path = Path("configs/demo.yaml"),
+    source_config: Path = Path("configs/demo_source.yaml"),
+) -> dict:
     """Run the three trainings (each resumable) and write `<run_dir>/demo_report.md`."""
     from distxfer.data import write_demo_datasets
 
     for path in (config, source_config):
         if not path.is_file():
-            raise ConfigError(f"{path} not found: run `distxfer demo` from the repository root, or pass --config")
-    data = write_demo_datasets(str(run_dir / "data"), seed=0, source_per_class=SOURCE_IMAGES_PER_CLASS)
-    target_data = [f"data.train_dir={data.target_train}", f"data.val_dir={data.target_val}",
-                   f"data.test_dir={data.target_test}"]
-    source = load_config(source_config, [f"data.train_dir={data.source_train}",
-                                         f"output.run_dir={run_dir / 'source'}", *overrides])
+            raise ConfigError(
+                f"{path} not found: run `distxfer demo` from the repository root, or pass --config"
+            )
+    data = write_demo_datasets(
+        str(run_dir / "data"), seed=0, source_per_class=SOURCE_IMAGES_PER_CLASS
+    )
+    target_data = [
+        f"data.train_dir={data.target_train}",
+        f"data.val_dir={data.target_val}",
+        f"data.test_dir={data.target_test}",
+    ]
+    source = load_config(
+        source_config,
+        [f"data.train_dir={data.source_train}", f"output.run_dir={run_dir / 'source'}", *overrides],
+    )
     source_seconds = _train(source, debug)
     backbone = _save_backbone(run_dir / "source")
-    transfer = load_config(config, [*target_data, f"model.weights={backbone}", f"output.run_dir={run_dir / 'transfer'}",
-                                    *overrides])
+    transfer = load_config(
+        config,
+        [
+            *target_data,
+            f"model.weights={backbone}",
+            f"output.run_dir={run_dir / 'transfer'}",
+            *overrides,
+        ],
+    )
     transfer_seconds = _train(transfer, debug)
-    scratch = load_config(config, [*target_data, "model.weights=null", "model.batchnorm=train", SCRATCH_PHASE,
-                                   f"max_train_seconds={transfer_seconds:.1f}", f"output.run_dir={run_dir / 'scratch'}",
-                                   *overrides])
+    scratch = load_config(
+        config,
+        [
+            *target_data,
+            "model.weights=null",
+            "model.batchnorm=train",
+            SCRATCH_PHASE,
+            f"max_train_seconds={transfer_seconds:.1f}",
+            f"output.run_dir={run_dir / 'scratch'}",
+            *overrides,
+        ],
+    )
     scratch_seconds = _train(scratch, debug)
     results = {name: _test_accuracy(run_dir / name) for name in ("source", "transfer", "scratch")}
     report = _report(run_dir, results, source_seconds, transfer_seconds, scratch_seconds, transfer)
@@ -62,8 +95,12 @@ def _train(config: Config, debug: bool) -> float:
 
     if train(config, allow_config_change=False, debug=debug) == "signal":
         raise SystemExit(75)
-    store = CheckpointStore(Path(config.output.run_dir) / "checkpoints", keep=1, best_metric="val_accuracy",
-                            writer=False)
+    store = CheckpointStore(
+        Path(config.output.run_dir) / "checkpoints",
+        keep=1,
+        best_metric="val_accuracy",
+        writer=False,
+    )
     latest = store.latest()
     return float(latest.state.get("train_seconds", 0.0)) if latest else 0.0
 
@@ -87,8 +124,14 @@ def _test_accuracy(run: Path) -> dict[str, float]:
     return {"split": split, **json.loads(path.read_text())["metrics"]}
 
 
-def _report(run_dir: Path, results: dict, source_s: float, transfer_s: float, scratch_s: float,
-            transfer: Config) -> str:
+def _report(
+    run_dir: Path,
+    results: dict,
+    source_s: float,
+    transfer_s: float,
+    scratch_s: float,
+    transfer: Config,
+) -> str:
     target_classes = 5
     lines = [
         "# distxfer demo: transfer learning on built-in shapes",

@@ -35,13 +35,24 @@ def horovod_build() -> Check:
         import horovod
         import horovod.tensorflow as hvd
     except Exception as exc:  # noqa: BLE001
-        return Check("horovod", False, f"not usable ({type(exc).__name__}: {str(exc).splitlines()[0][:100]});"
-                                        " run launch/setup.sh (it builds Horovod for this TensorFlow)")
-    built = {"gloo": hvd.gloo_built(), "mpi": hvd.mpi_built(), "nccl": bool(hvd.nccl_built()),
-             "cuda": hvd.cuda_built(), "rocm": hvd.rocm_built()}
+        return Check(
+            "horovod",
+            False,
+            f"not usable ({type(exc).__name__}: {str(exc).splitlines()[0][:100]});"
+            " run launch/setup.sh (it builds Horovod for this TensorFlow)",
+        )
+    built = {
+        "gloo": hvd.gloo_built(),
+        "mpi": hvd.mpi_built(),
+        "nccl": bool(hvd.nccl_built()),
+        "cuda": hvd.cuda_built(),
+        "rocm": hvd.rocm_built(),
+    }
     features = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in built.items())
     runner = shutil.which("horovodrun") or "not on PATH"
-    return Check("horovod", True, f"{horovod.__version__} with TensorFlow; {features}; horovodrun: {runner}")
+    return Check(
+        "horovod", True, f"{horovod.__version__} with TensorFlow; {features}; horovodrun: {runner}"
+    )
 
 
 def mpi_check() -> Check:
@@ -50,24 +61,47 @@ def mpi_check() -> Check:
         from mpi4py import MPI
 
         library = MPI.Get_library_version().splitlines()[0].split(",")[0]
-        return Check("mpi", True, f"mpi4py {importlib.import_module('mpi4py').__version__} on {library};"
-                                  f" mpirun: {mpirun or 'not on PATH'}")
+        return Check(
+            "mpi",
+            True,
+            f"mpi4py {importlib.import_module('mpi4py').__version__} on {library};"
+            f" mpirun: {mpirun or 'not on PATH'}",
+        )
     except Exception as exc:  # noqa: BLE001
-        return Check("mpi", False, f"mpi4py not usable ({type(exc).__name__}); mpirun: {mpirun or 'not on PATH'}")
+        return Check(
+            "mpi",
+            False,
+            f"mpi4py not usable ({type(exc).__name__}); mpirun: {mpirun or 'not on PATH'}",
+        )
 
 
 def engine_checks(gpus: int, horovod: Check, mpi: Check) -> list[Check]:
     launch = detect_launch()
     srun = shutil.which("srun")
-    mirrored = (f"over {gpus} GPUs" if gpus > 1 else
-                "over one device only; on a CPU machine set engine.cpu_replicas=2 to mirror logical devices")
-    multi_ways = ["TF_CONFIG"] + (["mpirun + mpi4py"] if mpi.ok else []) + (["srun"] if srun else [])
+    mirrored = (
+        f"over {gpus} GPUs"
+        if gpus > 1
+        else "over one device only; on a CPU machine set engine.cpu_replicas=2 to mirror logical devices"
+    )
+    multi_ways = (
+        ["TF_CONFIG"] + (["mpirun + mpi4py"] if mpi.ok else []) + (["srun"] if srun else [])
+    )
     return [
         Check("engine single", True, "one process, one device"),
         Check("engine mirrored", True, mirrored),
-        Check("engine multiworker", True, f"started with {', '.join(multi_ways)}; or launch/multiworker_local.sh"),
-        Check("engine horovod", horovod.ok, "horovodrun, mpirun or srun" if horovod.ok else horovod.detail),
-        Check("this process", True, f"launcher={launch.launcher}, rank {launch.rank} of {launch.size}"),
+        Check(
+            "engine multiworker",
+            True,
+            f"started with {', '.join(multi_ways)}; or launch/multiworker_local.sh",
+        ),
+        Check(
+            "engine horovod",
+            horovod.ok,
+            "horovodrun, mpirun or srun" if horovod.ok else horovod.detail,
+        ),
+        Check(
+            "this process", True, f"launcher={launch.launcher}, rank {launch.rank} of {launch.size}"
+        ),
     ]
 
 
@@ -81,17 +115,32 @@ def collect() -> list[Check]:
     checks = [
         Check("distxfer", True, f"{distxfer.__version__} ({Path(distxfer.__file__).parent})"),
         Check("python", True, f"{platform.python_version()} ({sys.executable})"),
-        Check("tensorflow", True, f"{tf.__version__} (CUDA build: {'yes' if tf.test.is_built_with_cuda() else 'no'})"),
+        Check(
+            "tensorflow",
+            True,
+            f"{tf.__version__} (CUDA build: {'yes' if tf.test.is_built_with_cuda() else 'no'})",
+        ),
         Check("keras", True, _version("keras")),
-        Check("numpy / tensorboard / yaml", True,
-              f"{_version('numpy')} / {_version('tensorboard')} / {_version('yaml')}"),
-        Check("devices", True, f"{len(cpus)} CPU, {len(gpus)} GPU" + (f": {[g.name for g in gpus]}" if gpus else "")),
+        Check(
+            "numpy / tensorboard / yaml",
+            True,
+            f"{_version('numpy')} / {_version('tensorboard')} / {_version('yaml')}",
+        ),
+        Check(
+            "devices",
+            True,
+            f"{len(cpus)} CPU, {len(gpus)} GPU" + (f": {[g.name for g in gpus]}" if gpus else ""),
+        ),
         Check("cpu cores", True, str(os.cpu_count())),
         Check("imagenet weights cache", True, f"{keras_home}: {len(cached)} file(s)"),
     ]
     horovod, mpi = horovod_build(), mpi_check()
     slurm = shutil.which("srun")
-    checks += [horovod, mpi, Check("slurm", bool(slurm), _slurm_version() if slurm else "srun not on PATH")]
+    checks += [
+        horovod,
+        mpi,
+        Check("slurm", bool(slurm), _slurm_version() if slurm else "srun not on PATH"),
+    ]
     return checks + engine_checks(len(gpus), horovod, mpi)
 
 

@@ -29,39 +29,58 @@ from distxfer.report import build_report, write_report
 log = logging.getLogger(__name__)
 
 
-def load_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config, list[str]]:
+def load_run(
+    run_dir: Path, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[Config, list[str]]:
     """A run's resolved config (with overrides) and class names."""
     config_path, classes_path = run_dir / "config.yaml", run_dir / "classes.json"
     if not config_path.is_file() or not classes_path.is_file():
-        raise CheckpointError(f"{run_dir} is not a distxfer run directory (no config.yaml/classes.json);"
-                              " pass the output.run_dir of a training run")
+        raise CheckpointError(
+            f"{run_dir} is not a distxfer run directory (no config.yaml/classes.json);"
+            " pass the output.run_dir of a training run"
+        )
     config = load_config(config_path, ["engine.name=auto", *overrides])
     return config, json.loads(classes_path.read_text())
 
 
 def run_snapshot(run_dir: Path, config: Config, which: str) -> tuple[Snapshot, str]:
     """The checkpoint `which` (final | latest | best | a file) of a run, and where it came from."""
-    store = CheckpointStore(run_dir / "checkpoints", keep=config.output.keep_checkpoints,
-                            best_metric=config.output.best_metric, writer=False)
+    store = CheckpointStore(
+        run_dir / "checkpoints",
+        keep=config.output.keep_checkpoints,
+        best_metric=config.output.best_metric,
+        writer=False,
+    )
     if which in ("final", "latest"):
         snapshot, where = store.latest(), "the latest checkpoint"
         if snapshot is not None and which == "final" and not snapshot.state.get("finished"):
-            log.warning("the run in %s has not finished; using its latest checkpoint (step %d)", run_dir,
-                        snapshot.state["global_step"])
+            log.warning(
+                "the run in %s has not finished; using its latest checkpoint (step %d)",
+                run_dir,
+                snapshot.state["global_step"],
+            )
     elif which == "best":
         snapshot, where = store.best(), f"the best checkpoint by {config.output.best_metric}"
     else:
         path = Path(which)
         if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist; use final, latest, best or a ckpt-*.npz file")
+            raise CheckpointError(
+                f"checkpoint {path} does not exist; use final, latest, best or a ckpt-*.npz file"
+            )
         snapshot, where = read_snapshot(path), str(path)
     if snapshot is None:
-        raise CheckpointError(f"{run_dir} has no {which} checkpoint yet; train first (distxfer train)")
+        raise CheckpointError(
+            f"{run_dir} has no {which} checkpoint yet; train first (distxfer train)"
+        )
     return snapshot, where
 
 
-def trained_model(run_dir: Path, which: str = "final", overrides: list[str] | tuple[str, ...] = (),
-                  scope: Any = None) -> tuple[Any, Config, list[str], str]:
+def trained_model(
+    run_dir: Path,
+    which: str = "final",
+    overrides: list[str] | tuple[str, ...] = (),
+    scope: Any = None,
+) -> tuple[Any, Config, list[str], str]:
     """(model with the checkpoint's weights, config, class names, checkpoint description)."""
     import keras
 
@@ -80,8 +99,14 @@ def trained_model(run_dir: Path, which: str = "final", overrides: list[str] | tu
     return model, config, class_names, f"{where} (step {snapshot.state['global_step']})"
 
 
-def evaluate_run(run_dir: Path, *, data_dir: str | None = None, checkpoint: str = "final",
-                 overrides: list[str] | tuple[str, ...] = (), debug: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path,
+    *,
+    data_dir: str | None = None,
+    checkpoint: str = "final",
+    overrides: list[str] | tuple[str, ...] = (),
+    debug: bool = False,
+) -> dict[str, Any]:
     """Evaluate a run on labelled class folders; write `<run_dir>/eval/evaluate_<name>.*` (chief)."""
     from distxfer.data import load_splits
     from distxfer.engines import create_engine
@@ -98,20 +123,43 @@ def evaluate_run(run_dir: Path, *, data_dir: str | None = None, checkpoint: str 
     if list(splits.class_names) != list(class_names):
         missing = sorted(set(class_names) - set(splits.class_names))
         extra = sorted(set(splits.class_names) - set(class_names))
-        raise DataError(f"{target} has classes that differ from the run's (missing: {missing}, extra: {extra});"
-                        " evaluate on folders named like the training classes")
+        raise DataError(
+            f"{target} has classes that differ from the run's (missing: {missing}, extra: {extra});"
+            " evaluate on folders named like the training classes"
+        )
     engine = create_engine(config.engine)
     setup_logging(engine.rank, debug=debug)
     model, config, _, where = trained_model(run_dir, checkpoint, overrides, scope=engine.scope())
-    steps = PhaseSteps(model, None, engine, global_batch=config.data.batch_size * engine.num_replicas,
-                       num_classes=len(class_names))
-    result = evaluate_split(steps, engine, splits.train, data_cfg, tuple(config.data.image_size),
-                            model.inputs[0].shape[-1])
-    report = build_report(result.metrics, result.confusion, class_names, split=Path(target).name,
-                          run_dir=str(run_dir), checkpoint=where, data_dir=str(target))
+    steps = PhaseSteps(
+        model,
+        None,
+        engine,
+        global_batch=config.data.batch_size * engine.num_replicas,
+        num_classes=len(class_names),
+    )
+    result = evaluate_split(
+        steps,
+        engine,
+        splits.train,
+        data_cfg,
+        tuple(config.data.image_size),
+        model.inputs[0].shape[-1],
+    )
+    report = build_report(
+        result.metrics,
+        result.confusion,
+        class_names,
+        split=Path(target).name,
+        run_dir=str(run_dir),
+        checkpoint=where,
+        data_dir=str(target),
+    )
     if engine.is_chief:
         path = write_report(run_dir / "eval", report, f"evaluate_{Path(target).name}")
-        print(", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()) + f"  ({report['samples']} images)")
+        print(
+            ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+            + f"  ({report['samples']} images)"
+        )
         print(f"report: {path}")
     engine.shutdown()
     return report
@@ -122,14 +170,21 @@ def image_files(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.name.lower().endswith(IMAGE_EXTENSIONS)
-                            and not p.name.startswith(".") and p.is_file())
+            files += sorted(
+                p
+                for p in item.rglob("*")
+                if p.name.lower().endswith(IMAGE_EXTENSIONS)
+                and not p.name.startswith(".")
+                and p.is_file()
+            )
         elif item.is_file():
             files.append(item)
         else:
             raise DataError(f"{item} does not exist; pass image files or folders of images")
     if not files:
-        raise DataError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, inputs))}")
+        raise DataError(
+            f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, inputs))}"
+        )
     return files
 
 
@@ -144,7 +199,9 @@ def _predictor(model_path: Path, checkpoint: str) -> tuple[Any, list[str], tuple
         return probability_model(model), class_names, tuple(config.data.image_size), channels
     sidecar = model_path.with_suffix(".json")
     if model_path.suffix != ".keras" or not sidecar.is_file():
-        raise ConfigError(f"{model_path} is neither a run directory nor a .keras export with its .json sidecar")
+        raise ConfigError(
+            f"{model_path} is neither a run directory nor a .keras export with its .json sidecar"
+        )
     import keras
 
     info = json.loads(sidecar.read_text())
@@ -152,8 +209,15 @@ def _predictor(model_path: Path, checkpoint: str) -> tuple[Any, list[str], tuple
     return model, list(info["class_names"]), tuple(info["image_size"]), int(info["channels"])
 
 
-def predict_to_csv(model_path: Path, inputs: list[Path], output: Path, *, top_k: int = 3, batch_size: int = 32,
-                   checkpoint: str = "final") -> Path:
+def predict_to_csv(
+    model_path: Path,
+    inputs: list[Path],
+    output: Path,
+    *,
+    top_k: int = 3,
+    batch_size: int = 32,
+    checkpoint: str = "final",
+) -> Path:
     """Classify images; write one CSV row per file with its top-k classes and probabilities."""
     from distxfer.data import quick_scan
 
@@ -164,9 +228,15 @@ def predict_to_csv(model_path: Path, inputs: list[Path], output: Path, *, top_k:
     good = [f for f in files if str(f) not in bad]
     model, class_names, size, channels = _predictor(model_path, checkpoint)
     k = min(top_k, len(class_names))
-    probabilities = _probabilities(model, good, size, channels, batch_size) if good else np.zeros((0, 0))
+    probabilities = (
+        _probabilities(model, good, size, channels, batch_size) if good else np.zeros((0, 0))
+    )
     rows = iter(probabilities)
-    header = ["path"] + [f"{kind}_{i + 1}" for i in range(k) for kind in ("class", "probability")] + ["error"]
+    header = (
+        ["path"]
+        + [f"{kind}_{i + 1}" for i in range(k) for kind in ("class", "probability")]
+        + ["error"]
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
@@ -176,27 +246,37 @@ def predict_to_csv(model_path: Path, inputs: list[Path], output: Path, *, top_k:
             continue
         p = next(rows)
         best = np.argsort(-p, kind="stable")[:k]
-        writer.writerow([str(path)] + [v for i in best for v in (class_names[i], f"{p[i]:.6f}")] + [""])
+        writer.writerow(
+            [str(path)] + [v for i in best for v in (class_names[i], f"{p[i]:.6f}")] + [""]
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(output, buffer.getvalue().encode())
-    print(f"{len(good)} image(s) classified" + (f", {len(bad)} unreadable (see the error column)" if bad else "")
-          + f": {output}")
+    print(
+        f"{len(good)} image(s) classified"
+        + (f", {len(bad)} unreadable (see the error column)" if bad else "")
+        + f": {output}"
+    )
     return output
 
 
-def _probabilities(model: Any, files: list[Path], size: tuple[int, int], channels: int, batch: int) -> np.ndarray:
+def _probabilities(
+    model: Any, files: list[Path], size: tuple[int, int], channels: int, batch: int
+) -> np.ndarray:
     import tensorflow as tf
 
     from distxfer.data.decode import load_image
 
     dataset = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
-    dataset = dataset.map(lambda p: load_image(p, size, channels), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(
+        lambda p: load_image(p, size, channels), num_parallel_calls=tf.data.AUTOTUNE
+    )
     dataset = dataset.batch(batch).prefetch(tf.data.AUTOTUNE)
     return np.concatenate([np.asarray(model(images, training=False)) for images in dataset])
 
 
-def export_run(run_dir: Path, output: Path | None = None, *, formats: str = "both",
-               checkpoint: str = "final") -> list[Path]:
+def export_run(
+    run_dir: Path, output: Path | None = None, *, formats: str = "both", checkpoint: str = "final"
+) -> list[Path]:
     """Export a run's model as `.keras` and/or a TF SavedModel (each with a .json sidecar)."""
     from distxfer.export import export_keras, export_savedmodel
 
@@ -205,8 +285,12 @@ def export_run(run_dir: Path, output: Path | None = None, *, formats: str = "bot
     output.mkdir(parents=True, exist_ok=True)
     paths = []
     if formats in ("keras", "both"):
-        paths.append(export_keras(model, output / "model.keras", class_names=class_names, config=config))
+        paths.append(
+            export_keras(model, output / "model.keras", class_names=class_names, config=config)
+        )
     if formats in ("savedmodel", "both"):
-        paths.append(export_savedmodel(model, output / "savedmodel", class_names=class_names, config=config))
+        paths.append(
+            export_savedmodel(model, output / "savedmodel", class_names=class_names, config=config)
+        )
     log.info("exported %s", where)
     return paths

@@ -23,7 +23,9 @@ def setup_logging(rank: int = 0, log_file: Path | None = None, *, debug: bool = 
     chief = rank == 0
     prefix = "" if chief else f"[rank {rank}] "
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{prefix}%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter(f"{prefix}%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    )
     root = logging.getLogger("distxfer")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO if chief else logging.WARNING)

@@ -29,9 +29,18 @@ log = logging.getLogger(__name__)
 
 # Keys that may change between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = (
-    "engine.", "max_train_seconds", "steps_per_execution", "xla", "output.log_every_steps",
-    "output.stop_check_steps", "output.image_grid", "output.tensorboard", "output.keep_checkpoints",
-    "output.checkpoint_every_steps", "data.cache", "data.scan",
+    "engine.",
+    "max_train_seconds",
+    "steps_per_execution",
+    "xla",
+    "output.log_every_steps",
+    "output.stop_check_steps",
+    "output.image_grid",
+    "output.tensorboard",
+    "output.keep_checkpoints",
+    "output.checkpoint_every_steps",
+    "data.cache",
+    "data.scan",
 )
 
 
@@ -42,7 +51,9 @@ def resolve_config(config: Config) -> Config:
     spec = resolve_backbone(config.model.backbone)
     if config.data.image_size is None:
         if spec.default_size is None:
-            raise ConfigError(f"data.image_size: the {spec.name} model has no native size; set [height, width]")
+            raise ConfigError(
+                f"data.image_size: the {spec.name} model has no native size; set [height, width]"
+            )
         config.data.image_size = [spec.default_size, spec.default_size]
     return config
 
@@ -52,8 +63,11 @@ def check_run_dir(run_dir: Path, config: Config, *, allow_config_change: bool) -
     saved = run_dir / "config.yaml"
     if saved.is_file():
         old = yaml.safe_load(saved.read_text()) or {}
-        changed = [k for k in config_differences(old, config_to_dict(config))
-                   if not k.startswith(RESUMABLE_CHANGES)]
+        changed = [
+            k
+            for k in config_differences(old, config_to_dict(config))
+            if not k.startswith(RESUMABLE_CHANGES)
+        ]
         if changed and not allow_config_change:
             raise ConfigError(
                 f"output.run_dir {run_dir} holds a run with a different config ({', '.join(changed[:6])});"
@@ -61,7 +75,9 @@ def check_run_dir(run_dir: Path, config: Config, *, allow_config_change: bool) -
             )
         return True
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"output.run_dir {run_dir} exists and is not a distxfer run; choose another directory")
+        raise ConfigError(
+            f"output.run_dir {run_dir} exists and is not a distxfer run; choose another directory"
+        )
     return False
 
 
@@ -89,9 +105,20 @@ def train(config: Config, *, allow_config_change: bool = False, debug: bool = Fa
 
 
 def describe_splits(splits: DataSplits) -> str:
-    sizes = [f"{name} {len(split)}" for name, split in (("train", splits.train), ("validation", splits.val),
-                                                        ("test", splits.test)) if split is not None]
-    return ", ".join(sizes) + " images" + (f"; {len(splits.skipped)} bad files skipped" if splits.skipped else "")
+    sizes = [
+        f"{name} {len(split)}"
+        for name, split in (
+            ("train", splits.train),
+            ("validation", splits.val),
+            ("test", splits.test),
+        )
+        if split is not None
+    ]
+    return (
+        ", ".join(sizes)
+        + " images"
+        + (f"; {len(splits.skipped)} bad files skipped" if splits.skipped else "")
+    )
 
 
 def _fit(config: Config, engine: Engine, splits: DataSplits, run_dir: Path) -> str:
@@ -120,8 +147,11 @@ def _write_run_files(run_dir: Path, config: Config, splits: DataSplits, resuming
     if splits.skipped:
         lines = [f"{bad.path}\t{bad.reason}" for bad in splits.skipped]
         write_bytes(run_dir / "skipped_files.tsv", ("\n".join(lines) + "\n").encode())
-        log.warning("skipped %d bad image files (data.bad_files=skip); list in %s", len(splits.skipped),
-                    run_dir / "skipped_files.tsv")
+        log.warning(
+            "skipped %d bad image files (data.bad_files=skip); list in %s",
+            len(splits.skipped),
+            run_dir / "skipped_files.tsv",
+        )
     log.info("%s run directory %s", "resuming in" if resuming else "writing to", run_dir)
 
 
@@ -129,11 +159,25 @@ def _write_outputs(trainer: Trainer, run_dir: Path) -> None:
     from distxfer.export import export_keras
 
     for split, result in trainer.final_results.items():
-        report = build_report(result.metrics, result.confusion, trainer.splits.class_names, split=split,
-                              run_dir=str(run_dir), global_step=trainer.position.global_step)
+        report = build_report(
+            result.metrics,
+            result.confusion,
+            trainer.splits.class_names,
+            split=split,
+            run_dir=str(run_dir),
+            global_step=trainer.position.global_step,
+        )
         path = write_report(run_dir / "eval", report, split)
         summary = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
         log.info("%s: %s (report %s)", split, summary, path)
-    model_path = export_keras(trainer.model, run_dir / "model.keras", class_names=trainer.splits.class_names,
-                              config=trainer.config)
-    log.info("model written to %s; TensorBoard: tensorboard --logdir %s", model_path, run_dir / "tensorboard")
+    model_path = export_keras(
+        trainer.model,
+        run_dir / "model.keras",
+        class_names=trainer.splits.class_names,
+        config=trainer.config,
+    )
+    log.info(
+        "model written to %s; TensorBoard: tensorboard --logdir %s",
+        model_path,
+        run_dir / "tensorboard",
+    )

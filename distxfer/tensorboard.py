@@ -47,7 +47,9 @@ def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
     grid = np.full((rows * (h + 2), columns * (w + 2), c), 255, dtype=np.uint8)
     for i, image in enumerate(images):
         r, col = divmod(i, columns)
-        grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, col * (w + 2) + 1 : col * (w + 2) + 1 + w] = image
+        grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, col * (w + 2) + 1 : col * (w + 2) + 1 + w] = (
+            image
+        )
     return grid
 
 
@@ -63,7 +65,9 @@ class TensorBoardHook(Hook):
 
         with self.train.as_default():
             hp.hparams(flatten(config_to_dict(self.config)), trial_id=str(trainer.run_dir))
-            tf.summary.text("config", f"```\n{dump_config(self.config)}\n```", step=trainer.position.global_step)
+            tf.summary.text(
+                "config", f"```\n{dump_config(self.config)}\n```", step=trainer.position.global_step
+            )
         self.train.flush()
 
     def on_phase_begin(self, trainer: Trainer, index: int, phase: PhaseConfig) -> None:
@@ -74,8 +78,12 @@ class TensorBoardHook(Hook):
         grid = image_grid(images)
         names = ", ".join(trainer.splits.class_names[int(i)] for i in labels)
         with self.train.as_default():
-            tf.summary.image(f"augmented_inputs/{phase.name}", grid[None], step=trainer.position.global_step,
-                             description=f"Training inputs after augmentation, in order: {names}")
+            tf.summary.image(
+                f"augmented_inputs/{phase.name}",
+                grid[None],
+                step=trainer.position.global_step,
+                description=f"Training inputs after augmentation, in order: {names}",
+            )
         self.train.flush()
 
     def on_log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -86,18 +94,24 @@ class TensorBoardHook(Hook):
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         epoch = trainer.epoch_key(trainer.position.phase, trainer.position.epoch)
         for name, value in metrics.items():
-            writer, key = (self.validation, name[4:]) if name.startswith("val_") else (self.train, name)
+            writer, key = (
+                (self.validation, name[4:]) if name.startswith("val_") else (self.train, name)
+            )
             with writer.as_default():
                 tf.summary.scalar(f"epoch_{key}", value, step=epoch)
         self.train.flush()
         self.validation.flush()
 
     def on_evaluation(self, trainer: Trainer, split: str, result: EvalResult) -> None:
-        png = confusion_png(result.confusion, trainer.splits.class_names, title=f"Confusion matrix: {split}")
+        png = confusion_png(
+            result.confusion, trainer.splits.class_names, title=f"Confusion matrix: {split}"
+        )
         image = tf.image.decode_png(png, channels=4)
         writer = self.validation if split == "validation" else self.train
         with writer.as_default():
-            tf.summary.image(f"confusion_matrix/{split}", image[None], step=trainer.position.global_step)
+            tf.summary.image(
+                f"confusion_matrix/{split}", image[None], step=trainer.position.global_step
+            )
             for name, value in result.metrics.items():
                 tf.summary.scalar(f"{split}/{name}", value, step=trainer.position.global_step)
         writer.flush()

@@ -25,7 +25,9 @@ def write_tiny_images(root: Path, per_class: int, *, size: int = 16, seed: int =
         for i in range(per_class):
             pixels = rng.integers(0, 90, (size, size, 3))
             pixels[..., 2 - label] += 150  # blue, green, red channel dominates
-            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{name}_{i:03d}.png")
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(
+                folder / f"{name}_{i:03d}.png"
+            )
     return root
 
 
@@ -33,36 +35,63 @@ def write_tiny_images(root: Path, per_class: int, *, size: int = 16, seed: int =
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """train (3 classes x 24), val (3 x 5) and test (3 x 7) folders; sizes chosen not to divide evenly."""
     root = tmp_path_factory.mktemp("tiny")
-    return {"train": write_tiny_images(root / "train", 24, seed=1),
-            "val": write_tiny_images(root / "val", 5, seed=2),
-            "test": write_tiny_images(root / "test", 7, seed=3)}
+    return {
+        "train": write_tiny_images(root / "train", 24, seed=1),
+        "val": write_tiny_images(root / "val", 5, seed=2),
+        "test": write_tiny_images(root / "test", 7, seed=3),
+    }
 
 
 def tiny_overrides(data: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:
     """A small, fast MobileNetV2-free run: the mlp on 16x16 images."""
     return [
-        f"data.train_dir={data['train']}", f"data.val_dir={data['val']}", "data.val_split=0",
-        f"data.test_dir={data['test']}", "data.cache=none", "data.color_mode=rgb",
-        "data.image_size=[16, 16]", "data.batch_size=4", "model.backbone=mlp", "model.weights=null",
-        "model.head.hidden_units=32", "model.head.pooling=flatten", f"output.run_dir={run_dir}",
-        "output.log_every_steps=5", "output.image_grid=8", "phases=[{name: only, epochs: 2, trainable: all,"
-        " learning_rate: 0.01, lr_scaling: none}]", *extra,
+        f"data.train_dir={data['train']}",
+        f"data.val_dir={data['val']}",
+        "data.val_split=0",
+        f"data.test_dir={data['test']}",
+        "data.cache=none",
+        "data.color_mode=rgb",
+        "data.image_size=[16, 16]",
+        "data.batch_size=4",
+        "model.backbone=mlp",
+        "model.weights=null",
+        "model.head.hidden_units=32",
+        "model.head.pooling=flatten",
+        f"output.run_dir={run_dir}",
+        "output.log_every_steps=5",
+        "output.image_grid=8",
+        "phases=[{name: only, epochs: 2, trainable: all, learning_rate: 0.01, lr_scaling: none}]",
+        *extra,
     ]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-            check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess:
     """`python -m distxfer ARGS` in a fresh process; fails the test with its output if it fails."""
-    result = subprocess.run([sys.executable, "-m", "distxfer", *args], env=env or cli_env(), cwd=REPO,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "distxfer", *args],
+        env=env or cli_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        pytest.fail(f"distxfer {' '.join(args[:2])} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
-                    f"\n--- stderr\n{result.stderr[-6000:]}")
+        pytest.fail(
+            f"distxfer {' '.join(args[:2])} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
+            f"\n--- stderr\n{result.stderr[-6000:]}"
+        )
     return result

@@ -20,8 +20,10 @@ def gradient(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth uint8 RGB image (lossy codecs keep it close), different per seed."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    channels = [(a * x / max(width - 1, 1) + b * y / max(height - 1, 1) + c) % 1.0
-                for a, b, c in rng.uniform(0, 1, (3, 3))]
+    channels = [
+        (a * x / max(width - 1, 1) + b * y / max(height - 1, 1) + c) % 1.0
+        for a, b, c in rng.uniform(0, 1, (3, 3))
+    ]
     return (np.stack(channels, -1) * 255).round().astype(np.uint8)
 
 
@@ -58,11 +60,17 @@ def png16(array: np.ndarray) -> bytes:
     raw = b"".join(b"\x00" + rows[i * stride : (i + 1) * stride] for i in range(height))
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def bmp(indices: np.ndarray, bits: int, palette: Sequence[tuple[int, int, int]]) -> bytes:
@@ -79,8 +87,9 @@ def bmp(indices: np.ndarray, bits: int, palette: Sequence[tuple[int, int, int]])
     table = b"".join(bytes((b, g, r, 0)) for r, g, b in palette)
     offset = 14 + 40 + len(table)
     pixels = b"".join(rows)
-    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, 0, len(pixels), 2835, 2835,
-                       len(palette), 0)
+    info = struct.pack(
+        "<IiiHHIIiiII", 40, width, height, 1, bits, 0, len(pixels), 2835, 2835, len(palette), 0
+    )
     return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + table + pixels
 
 
@@ -90,12 +99,18 @@ def animated_gif(frames: Sequence[np.ndarray]) -> bytes:
 
 
 def class_tree(
-    root: str | os.PathLike, counts: dict[str, int], *, ext: str = ".png", size: int = 8,
+    root: str | os.PathLike,
+    counts: dict[str, int],
+    *,
+    ext: str = ".png",
+    size: int = 8,
     seed: int = 0,
 ) -> list[str]:
     """Class folders under `root` with `counts[name]` tiny distinct images each; their paths."""
     paths = []
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF"}[ext.lower()]
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF"}[
+        ext.lower()
+    ]
     for c, (name, count) in enumerate(sorted(counts.items())):
         for i in range(count):
             image = noise(size, size, seed=seed * 100_003 + c * 10_007 + i)
@@ -132,7 +147,11 @@ def odd_images() -> dict[str, tuple[bytes, np.ndarray, int]]:
     }
     out = {name: (data, pillow_rgb(data), 12) for name, data in lossy.items()}  # codec rounding
     out.update({name: (data, pillow_rgb(data), 0) for name, data in exact.items()})
-    out["png_16bit_gray"] = (png16(deep[..., 0]), np.repeat(deep[..., :1] >> 8, 3, -1).astype(np.uint8), 0)
+    out["png_16bit_gray"] = (
+        png16(deep[..., 0]),
+        np.repeat(deep[..., :1] >> 8, 3, -1).astype(np.uint8),
+        0,
+    )
     out["png_16bit_rgb"] = (png16(deep), (deep >> 8).astype(np.uint8), 0)
     return out
 
@@ -160,8 +179,12 @@ def bad_images() -> dict[str, bytes]:
         "bmp_trailing_bytes": bmp24 + b"\x00\x00",
         "truncated_bmp": bmp24[:-10],
         "tiff": encode(noise(8, 8), "TIFF"),
-        "webp_animated": encode(Image.fromarray(noise(8, 8)), "WEBP", save_all=True,
-                                append_images=[Image.fromarray(noise(8, 8, seed=1))]),
+        "webp_animated": encode(
+            Image.fromarray(noise(8, 8)),
+            "WEBP",
+            save_all=True,
+            append_images=[Image.fromarray(noise(8, 8, seed=1))],
+        ),
     }
 
 

@@ -37,18 +37,32 @@ class SlurmCluster:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
     def start(self, timeout: float = 60) -> SlurmCluster:
-        missing = [b for b in ("slurmctld", "slurmd", "srun", "sinfo", "munged", "munge") if not shutil.which(b)]
+        missing = [
+            b
+            for b in ("slurmctld", "slurmd", "srun", "sinfo", "munged", "munge")
+            if not shutil.which(b)
+        ]
         if os.geteuid() != 0 or missing:
-            raise SlurmUnavailable(f"needs root and {', '.join(missing) or 'nothing else'}; run launch/setup.sh as root")
+            raise SlurmUnavailable(
+                f"needs root and {', '.join(missing) or 'nothing else'}; run launch/setup.sh as root"
+            )
         self._start_munge()
         for sub in ("ctld", "d", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.conf.write_text(self._config())
         for daemon in ("slurmctld", "slurmd"):
             log = open(self.root / "log" / f"{daemon}.out", "w")  # noqa: SIM115 - closed with the process
-            self.processes.append(subprocess.Popen([daemon, "-D", "-f", str(self.conf)], env=self.env,
-                                                   stdout=log, stderr=subprocess.STDOUT))
-        self._wait_until(lambda: self.sinfo_state() == "idle", timeout, "the node did not become idle")
+            self.processes.append(
+                subprocess.Popen(
+                    [daemon, "-D", "-f", str(self.conf)],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        self._wait_until(
+            lambda: self.sinfo_state() == "idle", timeout, "the node did not become idle"
+        )
         return self
 
     def _start_munge(self) -> None:
@@ -56,40 +70,77 @@ class SlurmCluster:
             return  # a munged is already serving the default socket
         key = Path("/etc/munge/munge.key")
         if not key.exists():
-            subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True, capture_output=True)
+            subprocess.run(
+                ["mungekey", "--create", "--keyfile", str(key)], check=True, capture_output=True
+            )
         MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["munged", "--force"], check=True, capture_output=True)  # daemonizes; left for later runs
-        self._wait_until(lambda: subprocess.run(["munge", "-n"], capture_output=True).returncode == 0, 20,
-                         "munged did not start")
+        subprocess.run(
+            ["munged", "--force"], check=True, capture_output=True
+        )  # daemonizes; left for later runs
+        self._wait_until(
+            lambda: subprocess.run(["munge", "-n"], capture_output=True).returncode == 0,
+            20,
+            "munged did not start",
+        )
 
     def _config(self) -> str:
         probe = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
         fields = dict(re.findall(r"(\w+)=(\S+)", probe.splitlines()[0]))
         cpus, memory = int(fields["CPUs"]), int(fields["RealMemory"]) * 95 // 100
-        return "\n".join([
-            "ClusterName=distxfertest", f"SlurmctldHost={self.node}(127.0.0.1)", "SlurmUser=root", "SlurmdUser=root",
-            "AuthType=auth/munge", "CredType=cred/munge", "AuthInfo=cred_expire=10",
-            f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}",
-            f"StateSaveLocation={self.root / 'ctld'}", f"SlurmdSpoolDir={self.root / 'd'}",
-            f"SlurmctldPidFile={self.root / 'slurmctld.pid'}", f"SlurmdPidFile={self.root / 'slurmd.pid'}",
-            f"SlurmctldLogFile={self.root / 'log' / 'slurmctld.log'}",
-            f"SlurmdLogFile={self.root / 'log' / 'slurmd.log'}",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_Core_Memory", f"DefMemPerCPU={memory // cpus}",
-            "SchedulerParameters=bf_interval=2,sched_interval=2", "MpiDefault=none", "ReturnToService=2",
-            "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
-            "SlurmctldTimeout=30", "SlurmdTimeout=30", "InactiveLimit=0", "KillWait=10", "Waittime=0",
-            f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN",
-            f"PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP", "",
-        ])
+        return "\n".join(
+            [
+                "ClusterName=distxfertest",
+                f"SlurmctldHost={self.node}(127.0.0.1)",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                "AuthType=auth/munge",
+                "CredType=cred/munge",
+                "AuthInfo=cred_expire=10",
+                f"SlurmctldPort={free_port()}",
+                f"SlurmdPort={free_port()}",
+                f"StateSaveLocation={self.root / 'ctld'}",
+                f"SlurmdSpoolDir={self.root / 'd'}",
+                f"SlurmctldPidFile={self.root / 'slurmctld.pid'}",
+                f"SlurmdPidFile={self.root / 'slurmd.pid'}",
+                f"SlurmctldLogFile={self.root / 'log' / 'slurmctld.log'}",
+                f"SlurmdLogFile={self.root / 'log' / 'slurmd.log'}",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core_Memory",
+                f"DefMemPerCPU={memory // cpus}",
+                "SchedulerParameters=bf_interval=2,sched_interval=2",
+                "MpiDefault=none",
+                "ReturnToService=2",
+                "AccountingStorageType=accounting_storage/none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "SlurmctldTimeout=30",
+                "SlurmdTimeout=30",
+                "InactiveLimit=0",
+                "KillWait=10",
+                "Waittime=0",
+                f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN",
+                f"PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
 
     def sinfo_state(self) -> str:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], env=self.env, capture_output=True, text=True)
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], env=self.env, capture_output=True, text=True
+        )
         return out.stdout.strip()
 
-    def srun(self, *args: str, timeout: float = 400, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(["srun", *args], env={**self.env, **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout)
+    def srun(
+        self, *args: str, timeout: float = 400, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["srun", *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def stop(self) -> None:
         subprocess.run(["scancel", "--full", "--user", "root"], env=self.env, capture_output=True)
@@ -101,7 +152,9 @@ class SlurmCluster:
                 process.kill()
 
     def log_tail(self) -> str:
-        return "\n".join((p.read_text()[-2000:] if p.exists() else "") for p in (self.root / "log").iterdir())
+        return "\n".join(
+            (p.read_text()[-2000:] if p.exists() else "") for p in (self.root / "log").iterdir()
+        )
 
     def _wait_until(self, ready, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout

@@ -28,7 +28,9 @@ def test_saved_checkpoint_reads_back_identically(tmp_path):
     store.wait()
     back = store.latest()
     assert back.state["global_step"] == 10
-    assert np.array_equal(back.model[0], np.full((2, 3), 2.5)) and np.array_equal(back.model[1], np.arange(4))
+    assert np.array_equal(back.model[0], np.full((2, 3), 2.5)) and np.array_equal(
+        back.model[1], np.arange(4)
+    )
     assert int(back.optimizer[0]) == 10
 
 

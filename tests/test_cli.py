@@ -10,28 +10,46 @@ from distxfer.cli import build_parser, main
 
 def test_every_command_is_reachable():
     parser = build_parser()
-    for command in ("train -c x.yaml", "evaluate run", "predict run img.png", "export run", "data inspect d",
-                    "data convert a b", "data demo", "weights ResNet50", "doctor", "demo", "bench"):
+    for command in (
+        "train -c x.yaml",
+        "evaluate run",
+        "predict run img.png",
+        "export run",
+        "data inspect d",
+        "data convert a b",
+        "data demo",
+        "weights ResNet50",
+        "doctor",
+        "demo",
+        "bench",
+    ):
         assert parser.parse_args(command.split()).func
 
 
 def test_overrides_may_come_before_and_after_the_config_option(capsys, tmp_path):
-    code = main(["train", "engine.name=horovd", "-c", "configs/mnist_mlp.yaml", "data.batch_size=4"])
+    code = main(
+        ["train", "engine.name=horovd", "-c", "configs/mnist_mlp.yaml", "data.batch_size=4"]
+    )
     assert code == 2
     assert "engine.name: 'horovd' is not one of" in capsys.readouterr().err
 
 
 def test_later_overrides_win(tmp_path, capsys):
-    code = main(["train", "data.batch_size=abc", "-c", "configs/mnist_mlp.yaml", "data.batch_size=0"])
+    code = main(
+        ["train", "data.batch_size=abc", "-c", "configs/mnist_mlp.yaml", "data.batch_size=0"]
+    )
     assert code == 2
     assert "data.batch_size: must be at least 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["data.batch_sise=4"], "data.batch_sise: unknown key (did you mean 'batch_size'?)"),
-    (["data.train_dir=/nonexistent/images"], "/nonexistent/images does not exist"),
-    (["model.backbone=ResNet5O"], "model.backbone"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data.batch_sise=4"], "data.batch_sise: unknown key (did you mean 'batch_size'?)"),
+        (["data.train_dir=/nonexistent/images"], "/nonexistent/images does not exist"),
+        (["model.backbone=ResNet5O"], "model.backbone"),
+    ],
+)
 def test_bad_input_is_one_line_with_status_2(args, message, capsys):
     code = main(["train", "-c", "configs/mnist_mlp.yaml", *args])
     err = capsys.readouterr().err
@@ -48,7 +66,13 @@ def test_a_bad_image_stops_the_run_before_training_and_names_the_file(tiny_data,
             target.write_bytes(path.read_bytes())
     broken = data["train"] / "red" / "broken.png"
     broken.write_bytes((data["train"] / "red" / "red_000.png").read_bytes()[:60])
-    result = run_cli("train", "-c", "configs/mnist_mlp.yaml", *tiny_overrides(data, tmp_path / "run"), check=False)
+    result = run_cli(
+        "train",
+        "-c",
+        "configs/mnist_mlp.yaml",
+        *tiny_overrides(data, tmp_path / "run"),
+        check=False,
+    )
     assert result.returncode == 2
     assert str(broken) in result.stderr and "data.bad_files=skip" in result.stderr
     assert not (tmp_path / "run").exists()  # nothing written, no engine started
@@ -59,7 +83,9 @@ def test_a_foreign_run_directory_is_left_untouched(tiny_data, tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    result = run_cli("train", "-c", "configs/mnist_mlp.yaml", *tiny_overrides(tiny_data, foreign), check=False)
+    result = run_cli(
+        "train", "-c", "configs/mnist_mlp.yaml", *tiny_overrides(tiny_data, foreign), check=False
+    )
     assert result.returncode == 2 and "is not a distxfer run" in result.stderr
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
@@ -67,7 +93,16 @@ def test_a_foreign_run_directory_is_left_untouched(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_doctor_reports_versions_horovod_build_and_engines():
     out = run_cli("doctor").stdout
-    for expected in ("tensorflow", "keras", "horovod", "gloo=yes", "mpi=yes", "engine single", "engine mirrored",
-                     "engine multiworker", "engine horovod"):
+    for expected in (
+        "tensorflow",
+        "keras",
+        "horovod",
+        "gloo=yes",
+        "mpi=yes",
+        "engine single",
+        "engine mirrored",
+        "engine multiworker",
+        "engine horovod",
+    ):
         assert expected in out, out
     assert "NO  engine horovod" not in out

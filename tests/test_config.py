@@ -16,8 +16,11 @@ def write(tmp_path, text: str):
 
 
 def test_yaml_values_become_typed_fields(tmp_path):
-    path = write(tmp_path, "seed: 3\ndata:\n  batch_size: 16\n  image_size: [96, 128]\nphases:\n"
-                           "  - {name: head, epochs: 2}\n  - {name: tune, trainable: 'top:10', learning_rate: 1e-5}\n")
+    path = write(
+        tmp_path,
+        "seed: 3\ndata:\n  batch_size: 16\n  image_size: [96, 128]\nphases:\n"
+        "  - {name: head, epochs: 2}\n  - {name: tune, trainable: 'top:10', learning_rate: 1e-5}\n",
+    )
     config = load_config(path)
     assert isinstance(config, Config)
     assert config.seed == 3 and config.data.batch_size == 16 and config.data.image_size == [96, 128]
@@ -28,8 +31,16 @@ def test_yaml_values_become_typed_fields(tmp_path):
 
 def test_dotted_overrides_reach_nested_keys_and_list_items(tmp_path):
     path = write(tmp_path, "phases:\n  - {name: head}\n  - {name: finetune}\n")
-    config = load_config(path, ["data.batch_size=64", "phases.1.epochs=3", "phases.head.learning_rate=0.01",
-                                "model.backbone_args={alpha: 0.35}", "data.augment.zoom=[0.9, 1.2]"])
+    config = load_config(
+        path,
+        [
+            "data.batch_size=64",
+            "phases.1.epochs=3",
+            "phases.head.learning_rate=0.01",
+            "model.backbone_args={alpha: 0.35}",
+            "data.augment.zoom=[0.9, 1.2]",
+        ],
+    )
     assert config.data.batch_size == 64
     assert config.phases[1].epochs == 3
     assert config.phases[0].learning_rate == 0.01
@@ -56,13 +67,17 @@ def test_bad_values_name_the_key(override, message):
     overrides = [override] + (["steps_per_execution=2"] if message is None else [])
     with pytest.raises(ConfigError) as info:
         load_config(None, overrides)
-    expected = message or "output.checkpoint_every_steps: must be a multiple of steps_per_execution (2)"
+    expected = (
+        message or "output.checkpoint_every_steps: must be a multiple of steps_per_execution (2)"
+    )
     assert expected in str(info.value)
 
 
 def test_unknown_key_in_yaml_file_is_reported_with_its_path(tmp_path):
     path = write(tmp_path, "model:\n  head:\n    droput: 0.2\n")
-    with pytest.raises(ConfigError, match=r"model\.head\.droput: unknown key \(did you mean 'dropout'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"model\.head\.droput: unknown key \(did you mean 'dropout'\?\)"
+    ):
         load_config(path)
 
 
@@ -91,7 +106,9 @@ def test_phases_without_names_are_numbered():
 
 
 def test_resolved_config_round_trips_through_yaml(tmp_path):
-    config = load_config(None, ["data.batch_size=8", "phases=[{name: a}, {name: b, trainable: all}]"])
+    config = load_config(
+        None, ["data.batch_size=8", "phases=[{name: a}, {name: b, trainable: all}]"]
+    )
     path = write(tmp_path, dump_config(config))
     again = load_config(path)
     assert config_to_dict(again) == config_to_dict(config)

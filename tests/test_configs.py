@@ -14,8 +14,16 @@ CONFIGS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs
 
 
 def test_the_family_configs_the_product_promises_exist():
-    assert {"demo.yaml", "demo_source.yaml", "vgg16.yaml", "resnet50.yaml", "inceptionv3.yaml",
-            "efficientnetb0.yaml", "mobilenetv2.yaml", "mnist_mlp.yaml"} <= set(CONFIGS)
+    assert {
+        "demo.yaml",
+        "demo_source.yaml",
+        "vgg16.yaml",
+        "resnet50.yaml",
+        "inceptionv3.yaml",
+        "efficientnetb0.yaml",
+        "mobilenetv2.yaml",
+        "mnist_mlp.yaml",
+    } <= set(CONFIGS)
 
 
 @pytest.mark.slow

@@ -31,10 +31,12 @@ def warp(image: np.ndarray, fill_mode: str = "nearest", fill_value: float = 0.0,
 
 
 def augment(image: np.ndarray, aug: AugmentConfig, sample_id: int, *, seed=0, epoch=0):
-    transform, brightness = sample_transform(sample_seed(seed, epoch, sample_id), aug,
-                                             image.shape[:2])
-    return apply_augmentation(tf.constant(image[None]), transform[None], brightness[None],
-                              aug)[0].numpy()
+    transform, brightness = sample_transform(
+        sample_seed(seed, epoch, sample_id), aug, image.shape[:2]
+    )
+    return apply_augmentation(tf.constant(image[None]), transform[None], brightness[None], aug)[
+        0
+    ].numpy()
 
 
 def drawn(aug: AugmentConfig, sample_id: int) -> np.ndarray:
@@ -77,12 +79,15 @@ def test_shear_keeps_the_centre_row_and_slants_the_rest():
     assert not np.array_equal(sheared, image)
 
 
-@pytest.mark.parametrize(("fill_mode", "expected"), [
-    ("nearest", np.repeat(IMAGE[:, -1:], 3, axis=1)),
-    ("reflect", IMAGE[:, [7, 6, 5]]),
-    ("wrap", IMAGE[:, :3]),
-    ("constant", np.full((8, 3, 3), 7, np.uint8)),
-])
+@pytest.mark.parametrize(
+    ("fill_mode", "expected"),
+    [
+        ("nearest", np.repeat(IMAGE[:, -1:], 3, axis=1)),
+        ("reflect", IMAGE[:, [7, 6, 5]]),
+        ("wrap", IMAGE[:, :3]),
+        ("constant", np.full((8, 3, 3), 7, np.uint8)),
+    ],
+)
 def test_fill_mode_fills_uncovered_pixels_like_keras(fill_mode, expected):
     shifted = warp(IMAGE, fill_mode=fill_mode, fill_value=7, shift_x=3)
     assert np.array_equal(shifted[:, 5:], expected)
@@ -94,8 +99,10 @@ def test_brightness_multiplies_pixel_values():
 
 
 def test_rotation_angles_stay_within_the_range_and_use_it():
-    angles = [math.degrees(math.atan2(m[3], m[0])) for m in
-              (drawn(AugmentConfig(rotation=30), i) for i in range(40))]
+    angles = [
+        math.degrees(math.atan2(m[3], m[0]))
+        for m in (drawn(AugmentConfig(rotation=30), i) for i in range(40))
+    ]
     assert max(abs(a) for a in angles) <= 30.0001
     assert min(angles) < -15 and max(angles) > 15
 
@@ -132,8 +139,9 @@ def test_turning_a_knob_on_leaves_the_other_knobs_draws_alone():
 def test_random_resized_crop_gives_the_output_size_and_depends_on_the_seed():
     aug = AugmentConfig(random_resized_crop=[0.2, 0.5])
     image = tf.constant(noise(32, 24, seed=4))
-    crops = [random_resized_crop(image, sample_seed(0, 0, i), aug, (8, 8)).numpy()
-             for i in (1, 1, 2)]
+    crops = [
+        random_resized_crop(image, sample_seed(0, 0, i), aug, (8, 8)).numpy() for i in (1, 1, 2)
+    ]
     assert crops[0].shape == (8, 8, 3) and crops[0].dtype == np.uint8
     assert np.array_equal(crops[0], crops[1])
     assert not np.array_equal(crops[0], crops[2])

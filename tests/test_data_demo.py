@@ -11,8 +11,13 @@ from distxfer.config.schema import DataConfig
 from distxfer.data.demo import SOURCE_CLASSES, TARGET_CLASSES, write_demo_datasets
 from distxfer.data.load import load_splits
 
-SMALL = dict(source_per_class=3, target_train_per_class=2, target_val_per_class=1,
-             target_test_per_class=1, image_size=32)
+SMALL = dict(
+    source_per_class=3,
+    target_train_per_class=2,
+    target_val_per_class=1,
+    target_test_per_class=1,
+    image_size=32,
+)
 
 
 def files(root: str) -> dict[str, bytes]:
@@ -42,21 +47,30 @@ def test_another_seed_draws_other_images(tmp_path):
 def test_tasks_have_their_classes_and_counts(tmp_path):
     paths = write_demo_datasets(str(tmp_path), seed=0, **SMALL)
     source = load_splits(DataConfig(train_dir=paths.source_train), seed=0)
-    target = load_splits(DataConfig(train_dir=paths.target_train, val_dir=paths.target_val,
-                                    test_dir=paths.target_test), seed=0)
+    target = load_splits(
+        DataConfig(
+            train_dir=paths.target_train, val_dir=paths.target_val, test_dir=paths.target_test
+        ),
+        seed=0,
+    )
     assert source.class_names == tuple(sorted(SOURCE_CLASSES))
     assert target.class_names == tuple(sorted(TARGET_CLASSES))
     assert not set(SOURCE_CLASSES) & set(TARGET_CLASSES)
     assert source.train.class_counts(8).tolist() == [3] * 8
     assert [s.class_counts(5).tolist() for s in (target.train, target.val, target.test)] == [
-        [2] * 5, [1] * 5, [1] * 5]
+        [2] * 5,
+        [1] * 5,
+        [1] * 5,
+    ]
     assert source.skipped == target.skipped == ()
 
 
 def test_images_are_rgb_at_the_requested_size(tmp_path):
     paths = write_demo_datasets(str(tmp_path), seed=0, **SMALL)
-    for path, fmt in ((os.path.join(paths.source_train, "star", "star_0000.png"), "PNG"),
-                      (os.path.join(paths.target_test, "pair", "pair_0000.jpg"), "JPEG")):
+    for path, fmt in (
+        (os.path.join(paths.source_train, "star", "star_0000.png"), "PNG"),
+        (os.path.join(paths.target_test, "pair", "pair_0000.jpg"), "JPEG"),
+    ):
         image = Image.open(path)
         assert (image.format, image.mode, image.size) == (fmt, "RGB", (32, 32))
 

@@ -31,21 +31,46 @@ def test_classes_are_subfolders_in_plain_sorted_order(tmp_path):
 
 
 def test_files_are_listed_recursively_in_keras_order(tmp_path):
-    for rel in ["cat/z.png", "cat/a.png", "cat/sub/b.png", "cat/sub b/c.png", "cat/sub/deeper/d.png"]:
+    for rel in [
+        "cat/z.png",
+        "cat/a.png",
+        "cat/sub/b.png",
+        "cat/sub b/c.png",
+        "cat/sub/deeper/d.png",
+    ]:
         write(tmp_path / rel, PNG)
     _, split = list_class_folder(str(tmp_path))
     # Keras sorts directories by path string ("cat/sub" < "cat/sub b" < "cat/sub/deeper"),
     # then files within each.
-    assert names(split, tmp_path) == ["cat/a.png", "cat/z.png", "cat/sub/b.png", "cat/sub b/c.png",
-                                      "cat/sub/deeper/d.png"]
+    assert names(split, tmp_path) == [
+        "cat/a.png",
+        "cat/z.png",
+        "cat/sub/b.png",
+        "cat/sub b/c.png",
+        "cat/sub/deeper/d.png",
+    ]
 
 
 def test_extensions_match_case_insensitively_and_other_files_are_ignored(tmp_path):
-    for rel in ["dog/1.JPG", "dog/2.Png", "dog/3.jpeg", "dog/4.BMP", "dog/5.gif", "dog/notes.txt",
-                "dog/6.webp", "dog/7.tiff"]:
+    for rel in [
+        "dog/1.JPG",
+        "dog/2.Png",
+        "dog/3.jpeg",
+        "dog/4.BMP",
+        "dog/5.gif",
+        "dog/notes.txt",
+        "dog/6.webp",
+        "dog/7.tiff",
+    ]:
         write(tmp_path / rel, PNG)
     _, split = list_class_folder(str(tmp_path))
-    assert names(split, tmp_path) == ["dog/1.JPG", "dog/2.Png", "dog/3.jpeg", "dog/4.BMP", "dog/5.gif"]
+    assert names(split, tmp_path) == [
+        "dog/1.JPG",
+        "dog/2.Png",
+        "dog/3.jpeg",
+        "dog/4.BMP",
+        "dog/5.gif",
+    ]
 
 
 def test_hidden_files_and_folders_are_not_data(tmp_path):
@@ -164,10 +189,17 @@ def test_evaluation_can_run_from_a_test_dir_alone(tmp_path):
 
 def test_load_splits_does_not_import_tensorflow(tmp_path):
     class_tree(tmp_path, {"a": 3, "b": 3})
-    code = ("import sys; from distxfer.config.schema import DataConfig; "
-            "from distxfer.data import load_splits; "
-            f"load_splits(DataConfig(train_dir={str(tmp_path)!r}, val_split=0.3), 0); "
-            "print('tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (
+        "import sys; from distxfer.config.schema import DataConfig; "
+        "from distxfer.data import load_splits; "
+        f"load_splits(DataConfig(train_dir={str(tmp_path)!r}, val_split=0.3), 0); "
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert out.stdout.strip() == "False"

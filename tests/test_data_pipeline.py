@@ -28,13 +28,35 @@ def data(tmp_path):
     return root, load_splits(DataConfig(train_dir=str(root)), seed=0).train
 
 
-def run(split, *, training=True, augment=AUG, pipeline=0, pipelines=1, replicas=1, batch=2,
-        epoch=0, start_step=0, channels=3, cache="none", cache_dir=None, crop=None):
-    cfg = DataConfig(cache=cache, augment=AugmentConfig(**{**vars(augment),
-                                                           "random_resized_crop": crop}))
-    common = dict(cfg=cfg, image_size=(4, 4), channels=channels, per_replica_batch=batch,
-                  replicas_per_pipeline=replicas, num_pipelines=pipelines, pipeline=pipeline,
-                  cache_dir=cache_dir)
+def run(
+    split,
+    *,
+    training=True,
+    augment=AUG,
+    pipeline=0,
+    pipelines=1,
+    replicas=1,
+    batch=2,
+    epoch=0,
+    start_step=0,
+    channels=3,
+    cache="none",
+    cache_dir=None,
+    crop=None,
+):
+    cfg = DataConfig(
+        cache=cache, augment=AugmentConfig(**{**vars(augment), "random_resized_crop": crop})
+    )
+    common = dict(
+        cfg=cfg,
+        image_size=(4, 4),
+        channels=channels,
+        per_replica_batch=batch,
+        replicas_per_pipeline=replicas,
+        num_pipelines=pipelines,
+        pipeline=pipeline,
+        cache_dir=cache_dir,
+    )
     if training:
         ds, steps = train_dataset(split, seed=3, epoch=epoch, start_step=start_step, **common)
     else:
@@ -44,8 +66,11 @@ def run(split, *, training=True, augment=AUG, pipeline=0, pipelines=1, replicas=
 
 def entries(batches):
     """(id, weight, image) of every entry, in order."""
-    return [(int(i), float(w), img) for b in batches
-            for i, w, img in zip(b["id"], b["weight"], b["image"], strict=True)]
+    return [
+        (int(i), float(w), img)
+        for b in batches
+        for i, w, img in zip(b["id"], b["weight"], b["image"], strict=True)
+    ]
 
 
 def test_batches_follow_the_output_contract(data):
@@ -53,8 +78,11 @@ def test_batches_follow_the_output_contract(data):
     batches, _, ds = run(split, batch=3)
     spec = ds.element_spec
     assert {k: (v.dtype, tuple(v.shape)) for k, v in spec.items()} == {
-        "image": (tf.uint8, (3, 4, 4, 3)), "label": (tf.int32, (3,)),
-        "weight": (tf.float32, (3,)), "id": (tf.int64, (3,))}
+        "image": (tf.uint8, (3, 4, 4, 3)),
+        "label": (tf.int32, (3,)),
+        "weight": (tf.float32, (3,)),
+        "id": (tf.int64, (3,)),
+    }
     assert batches[0]["image"].dtype == np.uint8
 
 
@@ -127,8 +155,9 @@ def test_a_sample_is_augmented_the_same_on_any_pipeline(data):
     one = {i: img for i, w, img in entries(run(split, replicas=2, batch=2)[0]) if w > 0}
     two = {}
     for p in range(2):
-        two.update({i: img for i, w, img in entries(run(split, pipeline=p, pipelines=2)[0])
-                    if w > 0})
+        two.update(
+            {i: img for i, w, img in entries(run(split, pipeline=p, pipelines=2)[0]) if w > 0}
+        )
     assert sorted(one) == sorted(two) == list(range(13))
     assert all(np.array_equal(one[i], two[i]) for i in one)
 
@@ -158,7 +187,10 @@ def test_random_resized_crop_keeps_the_image_size(data):
 def test_auto_sharding_is_off(data):
     _, split = data
     options = run(split)[2].options()
-    assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.OFF
+    assert (
+        options.experimental_distribute.auto_shard_policy
+        == tf.data.experimental.AutoShardPolicy.OFF
+    )
 
 
 @pytest.mark.parametrize("mode", ["memory", "disk"])
@@ -191,14 +223,22 @@ def test_changing_a_file_builds_a_new_cache(data, tmp_path):
     root, _ = data
     cache_dir = tmp_path / "cache"
     clear_loaded()
-    run(load_splits(DataConfig(train_dir=str(root)), seed=0).train, training=False,
-        cache="disk", cache_dir=str(cache_dir))
+    run(
+        load_splits(DataConfig(train_dir=str(root)), seed=0).train,
+        training=False,
+        cache="disk",
+        cache_dir=str(cache_dir),
+    )
     path = root / "b" / "img0001.png"
     write(path, encode(noise(6, 6, seed=99), "PNG"))
     os.utime(path, ns=(1, 1))
     changed = load_splits(DataConfig(train_dir=str(root)), seed=0).train
-    new = {i: img for i, _, img in entries(run(changed, training=False, cache="disk",
-                                                cache_dir=str(cache_dir))[0])}
+    new = {
+        i: img
+        for i, _, img in entries(
+            run(changed, training=False, cache="disk", cache_dir=str(cache_dir))[0]
+        )
+    }
     assert len(os.listdir(cache_dir)) == 2
     fresh = {i: img for i, _, img in entries(run(changed, training=False)[0])}
     assert all(np.array_equal(new[i], fresh[i]) for i in fresh)

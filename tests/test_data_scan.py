@@ -24,18 +24,21 @@ def corrupt_png() -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize(("kind", "reason"), [
-    ("truncated_jpeg", "is truncated (no image data after the JPEG header)"),
-    ("jpeg_without_end_marker", "truncated (no JPEG end marker FF D9)"),
-    ("truncated_png", "truncated (no PNG end chunk IEND)"),
-    ("truncated_gif", "truncated (no GIF trailer"),
-    ("text_named_jpg", "is a text file, not an image"),
-    ("zero_bytes", "is empty (0 bytes)"),
-    ("tiff", "is a TIFF image, which TensorFlow cannot decode"),
-    ("bmp_1bit", "is a 1-bit BMP"),
-    ("bmp_trailing_bytes", "2 bytes after its pixel data"),
-    ("jpeg_12bit", "12-bit JPEG"),
-])
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("truncated_jpeg", "is truncated (no image data after the JPEG header)"),
+        ("jpeg_without_end_marker", "truncated (no JPEG end marker FF D9)"),
+        ("truncated_png", "truncated (no PNG end chunk IEND)"),
+        ("truncated_gif", "truncated (no GIF trailer"),
+        ("text_named_jpg", "is a text file, not an image"),
+        ("zero_bytes", "is empty (0 bytes)"),
+        ("tiff", "is a TIFF image, which TensorFlow cannot decode"),
+        ("bmp_1bit", "is a 1-bit BMP"),
+        ("bmp_trailing_bytes", "2 bytes after its pixel data"),
+        ("jpeg_12bit", "12-bit JPEG"),
+    ],
+)
 def test_quick_scan_says_what_is_wrong(tmp_path, kind, reason):
     path = write(tmp_path / "cat" / "x.jpg", BAD[kind])
     assert reason in check_file(path).problem

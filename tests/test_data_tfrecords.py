@@ -37,9 +37,15 @@ def stored(split: RecordSplit) -> dict[int, int]:
 
 
 def run(split, *, training, pipeline=0, pipelines=1, batch=2, start_step=0, epoch=0):
-    common = dict(cfg=DataConfig(augment=AugmentConfig(horizontal_flip=True)), image_size=(4, 4),
-                  channels=3, per_replica_batch=batch, replicas_per_pipeline=1,
-                  num_pipelines=pipelines, pipeline=pipeline)
+    common = dict(
+        cfg=DataConfig(augment=AugmentConfig(horizontal_flip=True)),
+        image_size=(4, 4),
+        channels=3,
+        per_replica_batch=batch,
+        replicas_per_pipeline=1,
+        num_pipelines=pipelines,
+        pipeline=pipeline,
+    )
     if training:
         ds, steps = train_dataset(split, seed=0, epoch=epoch, start_step=start_step, **common)
     else:
@@ -74,8 +80,11 @@ def test_shards_mix_the_classes(tmp_path):
     src = tmp_path / "src"
     class_tree(src, {"a": 20, "b": 20}, size=4)
     meta = convert_to_tfrecords(str(src), str(tmp_path / "out"), shards=2)
-    split = RecordSplit("train", tuple(str(tmp_path / "out" / f["name"])
-                                       for f in meta["splits"]["train"]["files"]), (20, 20))
+    split = RecordSplit(
+        "train",
+        tuple(str(tmp_path / "out" / f["name"]) for f in meta["splits"]["train"]["files"]),
+        (20, 20),
+    )
     for path in split.files:
         assert set(stored(RecordSplit("x", (path,), (20,))).values()) == {0, 1}
 
@@ -98,8 +107,14 @@ def test_epoch_steps_predicts_the_steps_of_every_record_epoch(converted):
     _, out, _ = converted
     split = load_splits(DataConfig(train_dir=str(out)), seed=0).train
     for epoch in range(4):
-        predicted = epoch_steps(split, per_replica_batch=2, replicas_per_pipeline=1,
-                                num_pipelines=2, seed=0, epoch=epoch)
+        predicted = epoch_steps(
+            split,
+            per_replica_batch=2,
+            replicas_per_pipeline=1,
+            num_pipelines=2,
+            seed=0,
+            epoch=epoch,
+        )
         assert predicted == run(split, training=True, pipelines=2, epoch=epoch)[1]
 
 
@@ -108,8 +123,9 @@ def test_record_training_weighs_every_global_step_as_a_full_batch(converted):
     split = load_splits(DataConfig(train_dir=str(out)), seed=0).train
     per_step = None
     for p in range(2):
-        weights = np.array([b["weight"].sum() for b in run(split, training=True, pipeline=p,
-                                                           pipelines=2)[0]])
+        weights = np.array(
+            [b["weight"].sum() for b in run(split, training=True, pipeline=p, pipelines=2)[0]]
+        )
         per_step = weights if per_step is None else per_step + weights
     np.testing.assert_allclose(per_step, 4.0, rtol=1e-6)
 
@@ -151,9 +167,14 @@ def test_records_decode_to_the_same_images_as_the_folder(converted):
     src, out, _ = converted
     folder = load_splits(DataConfig(train_dir=str(src), val_split=0.2), seed=1).val
     records = load_splits(DataConfig(train_dir=str(out)), seed=1).val
-    by_id = [{int(i): img for b in run(s, training=False)[0] for i, img in zip(b["id"], b["image"],
-                                                                                strict=True)}
-             for s in (folder, records)]
+    by_id = [
+        {
+            int(i): img
+            for b in run(s, training=False)[0]
+            for i, img in zip(b["id"], b["image"], strict=True)
+        }
+        for s in (folder, records)
+    ]
     assert sorted(by_id[0]) == sorted(by_id[1])
     assert all(np.array_equal(by_id[0][i], by_id[1][i]) for i in by_id[0])
 
@@ -165,13 +186,17 @@ def test_too_few_record_files_for_the_training_workers_is_an_error(converted):
         run(split, training=True, pipeline=0, pipelines=5)
 
 
-def test_the_trainer_refuses_too_few_record_files_before_building_the_model(converted, tmp_path, monkeypatch):
+def test_the_trainer_refuses_too_few_record_files_before_building_the_model(
+    converted, tmp_path, monkeypatch
+):
     from distxfer.config import load_config
     from distxfer.engines.base import Engine
     from distxfer.train import loop
 
     _, out, _ = converted
-    config = load_config(None, [f"data.train_dir={out}", "data.image_size=[8,8]", "model.backbone=mnist_mlp"])
+    config = load_config(
+        None, [f"data.train_dir={out}", "data.image_size=[8,8]", "model.backbone=mnist_mlp"]
+    )
     splits = load_splits(config.data, seed=0)
 
     def no_build(*args, **kwargs):
@@ -191,8 +216,9 @@ def test_converting_into_a_converted_folder_is_refused(converted):
 def test_bad_files_are_left_out_of_the_records_when_skipped(tmp_path):
     paths = class_tree(tmp_path / "src", {"a": 3, "b": 3}, size=4)
     write(paths[2], b"")
-    meta = convert_to_tfrecords(str(tmp_path / "src"), str(tmp_path / "out"), shards=2,
-                                bad_files="skip")
+    meta = convert_to_tfrecords(
+        str(tmp_path / "src"), str(tmp_path / "out"), shards=2, bad_files="skip"
+    )
     assert meta["splits"]["train"]["count"] == 5
     assert [p for p, _ in meta["skipped"]] == [paths[2]]
 

@@ -19,8 +19,12 @@ def test_demo_trains_source_transfer_and_scratch_and_transfer_wins(tmp_path):
         assert (run_dir / run / "checkpoints" / "best.npz").exists()
         assert list((run_dir / run / "tensorboard" / "train").iterdir())
     assert (run_dir / "source" / "backbone.weights.h5").exists()
-    transfer = json.loads((run_dir / "transfer" / "eval" / "test.json").read_text())["metrics"]["accuracy"]
-    scratch = json.loads((run_dir / "scratch" / "eval" / "test.json").read_text())["metrics"]["accuracy"]
+    transfer = json.loads((run_dir / "transfer" / "eval" / "test.json").read_text())["metrics"][
+        "accuracy"
+    ]
+    scratch = json.loads((run_dir / "scratch" / "eval" / "test.json").read_text())["metrics"][
+        "accuracy"
+    ]
     assert transfer > scratch + 0.15, report  # pretrained features pay off within the same time
     assert f"tensorboard --logdir {run_dir}" in report
     again = run_cli("demo", "--run-dir", str(run_dir), timeout=300)  # finished runs are not redone

@@ -18,15 +18,27 @@ from distxfer.errors import EngineError
 
 
 def test_horovodrun_variables_mean_horovod():
-    launch = detect_launch({"HOROVOD_RANK": "1", "HOROVOD_SIZE": "2", "HOROVOD_LOCAL_RANK": "1",
-                            "HOROVOD_LOCAL_SIZE": "2"})
+    launch = detect_launch(
+        {
+            "HOROVOD_RANK": "1",
+            "HOROVOD_SIZE": "2",
+            "HOROVOD_LOCAL_RANK": "1",
+            "HOROVOD_LOCAL_SIZE": "2",
+        }
+    )
     assert (launch.launcher, launch.rank, launch.size, launch.local_rank) == ("horovodrun", 1, 2, 1)
     assert choose_engine("auto", launch, gpu_count=0, cpu_replicas=0)[0] == "horovod"
 
 
 def test_mpirun_variables_mean_horovod_when_installed(monkeypatch):
-    launch = detect_launch({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "4",
-                            "OMPI_COMM_WORLD_LOCAL_RANK": "0", "OMPI_COMM_WORLD_LOCAL_SIZE": "2"})
+    launch = detect_launch(
+        {
+            "OMPI_COMM_WORLD_RANK": "0",
+            "OMPI_COMM_WORLD_SIZE": "4",
+            "OMPI_COMM_WORLD_LOCAL_RANK": "0",
+            "OMPI_COMM_WORLD_LOCAL_SIZE": "2",
+        }
+    )
     assert (launch.launcher, launch.size, launch.local_size) == ("mpirun", 4, 2)
     monkeypatch.setattr(detect, "horovod_available", lambda: True)
     assert choose_engine("auto", launch, 0, 0)[0] == "horovod"
@@ -36,21 +48,37 @@ def test_mpirun_variables_mean_horovod_when_installed(monkeypatch):
 
 
 def test_srun_step_is_detected_with_its_tasks_per_node():
-    env = {"SLURM_PROCID": "3", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "4", "SLURM_LOCALID": "1",
-           "SLURM_NODEID": "1", "SLURM_STEP_TASKS_PER_NODE": "2(x2)"}
+    env = {
+        "SLURM_PROCID": "3",
+        "SLURM_STEP_ID": "0",
+        "SLURM_STEP_NUM_TASKS": "4",
+        "SLURM_LOCALID": "1",
+        "SLURM_NODEID": "1",
+        "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
+    }
     launch = detect_launch(env)
-    assert (launch.launcher, launch.rank, launch.size, launch.local_rank, launch.local_size) == ("srun", 3, 4, 1, 2)
+    assert (launch.launcher, launch.rank, launch.size, launch.local_rank, launch.local_size) == (
+        "srun",
+        3,
+        4,
+        1,
+        2,
+    )
 
 
 def test_tf_config_means_multiworker_and_gives_the_rank():
-    config = json.dumps({"cluster": {"worker": ["a:1", "b:2", "c:3"]}, "task": {"type": "worker", "index": 2}})
+    config = json.dumps(
+        {"cluster": {"worker": ["a:1", "b:2", "c:3"]}, "task": {"type": "worker", "index": 2}}
+    )
     launch = detect_launch({"TF_CONFIG": config})
     assert (launch.launcher, launch.rank, launch.size) == ("tf_config", 2, 3)
     assert choose_engine("auto", launch, 0, 0)[0] == "multiworker"
 
 
 def test_a_chief_entry_counts_as_rank_zero():
-    config = json.dumps({"cluster": {"chief": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker", "index": 0}})
+    config = json.dumps(
+        {"cluster": {"chief": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker", "index": 0}}
+    )
     assert tf_config_position(config) == (1, 2)
 
 
@@ -63,15 +91,21 @@ def test_local_gpus_choose_mirrored_and_nothing_chooses_single():
     none = detect_launch({})
     assert choose_engine("auto", none, gpu_count=4, cpu_replicas=0)[0] == "mirrored"
     assert choose_engine("auto", none, gpu_count=0, cpu_replicas=2)[0] == "mirrored"
-    assert choose_engine("auto", none, gpu_count=1, cpu_replicas=0) == ("single", "one process on one GPU")
+    assert choose_engine("auto", none, gpu_count=1, cpu_replicas=0) == (
+        "single",
+        "one process on one GPU",
+    )
     assert choose_engine("horovod", none, 0, 0) == ("horovod", "set by engine.name")
 
 
-@pytest.mark.parametrize(("text", "hosts"), [
-    ("node1", ["node1"]),
-    ("gpu[01-03,07],login", ["gpu01", "gpu02", "gpu03", "gpu07", "login"]),
-    ("a[8-10]", ["a8", "a9", "a10"]),
-])
+@pytest.mark.parametrize(
+    ("text", "hosts"),
+    [
+        ("node1", ["node1"]),
+        ("gpu[01-03,07],login", ["gpu01", "gpu02", "gpu03", "gpu07", "login"]),
+        ("a[8-10]", ["a8", "a9", "a10"]),
+    ],
+)
 def test_slurm_hostlists_expand(text, hosts):
     assert expand_hostlist(text) == hosts
 
@@ -83,7 +117,11 @@ def test_slurm_task_counts_expand():
 
 
 def test_workers_from_slurm_give_one_port_per_local_task():
-    env = {"SLURM_STEP_NODELIST": "n[1-2]", "SLURM_STEP_TASKS_PER_NODE": "2(x2)", "SLURM_JOB_ID": "5"}
+    env = {
+        "SLURM_STEP_NODELIST": "n[1-2]",
+        "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
+        "SLURM_JOB_ID": "5",
+    }
     assert workers_from_slurm(env) == ["n1:20005", "n1:20006", "n2:20005", "n2:20006"]
 
 
@@ -97,14 +135,16 @@ def test_tf_config_is_written_for_an_srun_step():
     launch = detect.Launch("srun", rank=1, local_rank=1, size=2, local_size=2)
     how = ensure_tf_config(launch, env)
     assert "Slurm" in how
-    assert json.loads(env["TF_CONFIG"]) == {"cluster": {"worker": ["n1:20000", "n1:20001"]},
-                                            "task": {"type": "worker", "index": 1}}
+    assert json.loads(env["TF_CONFIG"]) == {
+        "cluster": {"worker": ["n1:20000", "n1:20001"]},
+        "task": {"type": "worker", "index": 1},
+    }
 
 
 def test_existing_tf_config_is_left_alone():
-    env = {"TF_CONFIG": "{\"x\": 1}"}
+    env = {"TF_CONFIG": '{"x": 1}'}
     assert ensure_tf_config(detect.Launch("srun", size=2), env) == "TF_CONFIG from the environment"
-    assert env["TF_CONFIG"] == "{\"x\": 1}"
+    assert env["TF_CONFIG"] == '{"x": 1}'
 
 
 def test_horovod_engine_refuses_a_world_smaller_than_the_launch(monkeypatch):
@@ -119,6 +159,8 @@ def test_horovod_engine_refuses_a_world_smaller_than_the_launch(monkeypatch):
     monkeypatch.setitem(sys.modules, "horovod.tensorflow", fake)
     from distxfer.engines.horovod import HorovodEngine
 
-    with pytest.raises(EngineError, match="Horovod sees 1 process\\(es\\) but the launcher started 2"):
+    with pytest.raises(
+        EngineError, match="Horovod sees 1 process\\(es\\) but the launcher started 2"
+    ):
         HorovodEngine(fp16_allreduce=False, reason="test", expected_size=2)
     assert HorovodEngine(fp16_allreduce=False, reason="test", expected_size=1).size == 1

@@ -28,12 +28,22 @@ ENGINES = ["horovod-gloo", "horovod-mpi", "multiworker", "mirrored"]
 def worker_overrides(data: dict[str, Path], batch: int, engine: str, *extra: str) -> list[str]:
     """Deterministic training: no shuffle randomness beyond the seed, no dropout, no augmentation."""
     return [
-        f"data.train_dir={data['train']}", f"data.val_dir={data['val']}", "data.image_size=[16, 16]",
-        f"data.batch_size={batch}", "model.backbone=mlp", "model.weights=null", "model.head.hidden_units=32",
-        "model.head.pooling=flatten", "output.image_grid=0", "output.log_every_steps=3", "seed=5",
-        f"engine.name={engine}", "engine.threads=1",
+        f"data.train_dir={data['train']}",
+        f"data.val_dir={data['val']}",
+        "data.image_size=[16, 16]",
+        f"data.batch_size={batch}",
+        "model.backbone=mlp",
+        "model.weights=null",
+        "model.head.hidden_units=32",
+        "model.head.pooling=flatten",
+        "output.image_grid=0",
+        "output.log_every_steps=3",
+        "seed=5",
+        f"engine.name={engine}",
+        "engine.threads=1",
         "phases=[{name: a, epochs: 2, trainable: all, optimizer: sgd, momentum: 0.9, learning_rate: 0.05,"
-        " lr_scaling: none, schedule: constant}]", *extra,
+        " lr_scaling: none, schedule: constant}]",
+        *extra,
     ]
 
 
@@ -43,26 +53,65 @@ def commands(kind: str, args: list[str]) -> list[tuple[list[str], dict[str, str]
     env = cli_env()
     if kind == "horovod-gloo":
         runner = str(Path(sys.executable).with_name("horovodrun"))
-        return [([runner, "--gloo", "-np", "2", "-H", "localhost:2", *python, "engine.name=horovod"], env)]
+        return [
+            (
+                [runner, "--gloo", "-np", "2", "-H", "localhost:2", *python, "engine.name=horovod"],
+                env,
+            )
+        ]
     if kind == "horovod-mpi":
-        return [(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", "--bind-to", "none",
-                  "-x", "PYTHONPATH", "-x", "TF_CPP_MIN_LOG_LEVEL", "-x", "OMP_NUM_THREADS",
-                  *python, "engine.name=horovod"], env)]
+        return [
+            (
+                [
+                    "mpirun",
+                    "--allow-run-as-root",
+                    "--oversubscribe",
+                    "-np",
+                    "2",
+                    "--bind-to",
+                    "none",
+                    "-x",
+                    "PYTHONPATH",
+                    "-x",
+                    "TF_CPP_MIN_LOG_LEVEL",
+                    "-x",
+                    "OMP_NUM_THREADS",
+                    *python,
+                    "engine.name=horovod",
+                ],
+                env,
+            )
+        ]
     if kind == "multiworker":
         ports = [free_port("127.0.0.1") for _ in range(2)]
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-        return [([*python, "engine.name=multiworker"],
-                 {**env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
-                for i in range(2)]
+        return [
+            (
+                [*python, "engine.name=multiworker"],
+                {
+                    **env,
+                    "TF_CONFIG": json.dumps(
+                        {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                    ),
+                },
+            )
+            for i in range(2)
+        ]
     if kind == "mirrored":
         return [([*python, "engine.name=mirrored", "engine.cpu_replicas=2"], env)]
     return [([*python, "engine.name=single"], env)]
 
 
-def run_workers(kind: str, report: Path, run_root: Path, overrides: list[str], *flags: str) -> list[dict]:
+def run_workers(
+    kind: str, report: Path, run_root: Path, overrides: list[str], *flags: str
+) -> list[dict]:
     args = ["--report-dir", str(report), "--run-root", str(run_root), *flags, *overrides]
-    processes = [subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True) for cmd, env in commands(kind, args)]
+    processes = [
+        subprocess.Popen(
+            cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for cmd, env in commands(kind, args)
+    ]
     outputs = []
     for process in processes:
         try:
@@ -85,13 +134,17 @@ def weights(dump: dict, replica: int = 0) -> list[np.ndarray]:
 def reference(tiny_data, tmp_path_factory) -> dict:
     """One worker, one replica, at the same global batch (8) as the 2-worker runs."""
     root = tmp_path_factory.mktemp("reference")
-    (dump,) = run_workers("single", root / "report", root / "runs", worker_overrides(tiny_data, 8, "single"))
+    (dump,) = run_workers(
+        "single", root / "report", root / "runs", worker_overrides(tiny_data, 8, "single")
+    )
     return dump
 
 
 @pytest.mark.parametrize("kind", ENGINES)
 def test_two_workers_train_exactly_like_one_and_agree(kind, tiny_data, reference, tmp_path):
-    dumps = run_workers(kind, tmp_path / "report", tmp_path / "runs", worker_overrides(tiny_data, 4, kind))
+    dumps = run_workers(
+        kind, tmp_path / "report", tmp_path / "runs", worker_overrides(tiny_data, 4, kind)
+    )
     replicas = [weights(d, r) for d in dumps for r in range(2 if kind == "mirrored" else 1)]
     assert len(replicas) == 2 and int(dumps[0]["replicas"]) == 2
     for a, b in zip(*replicas):
@@ -103,21 +156,38 @@ def test_two_workers_train_exactly_like_one_and_agree(kind, tiny_data, reference
 
 @pytest.mark.parametrize("kind", ENGINES)
 def test_each_sample_once_per_epoch_and_exact_evaluation_counts(kind, tiny_data, tmp_path):
-    dumps = run_workers(kind, tmp_path / "report", tmp_path / "runs", worker_overrides(tiny_data, 4, kind,
-                                                                                           "phases.0.epochs=1"))
+    dumps = run_workers(
+        kind,
+        tmp_path / "report",
+        tmp_path / "runs",
+        worker_overrides(tiny_data, 4, kind, "phases.0.epochs=1"),
+    )
     ids = np.concatenate([d["ids"] for d in dumps])
     assert sorted(ids.tolist()) == list(range(72))  # 3 classes x 24 training images, none twice
-    assert all(int(d["eval_count"]) == 15 for d in dumps)  # 15 validation images: not a multiple of 8
+    assert all(
+        int(d["eval_count"]) == 15 for d in dumps
+    )  # 15 validation images: not a multiple of 8
     assert {float(d["eval_accuracy"]) for d in dumps} == {float(dumps[0]["eval_accuracy"])}
 
 
 @pytest.mark.parametrize("kind", ["horovod-gloo", "multiworker"])
 def test_only_rank_zero_writes_a_run_directory(kind, tiny_data, tmp_path):
-    run_workers(kind, tmp_path / "report", tmp_path / "runs",
-                worker_overrides(tiny_data, 4, kind, "phases.0.epochs=1", "output.checkpoint_every_steps=3"))
+    run_workers(
+        kind,
+        tmp_path / "report",
+        tmp_path / "runs",
+        worker_overrides(
+            tiny_data, 4, kind, "phases.0.epochs=1", "output.checkpoint_every_steps=3"
+        ),
+    )
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["rank0"]
-    written = {p.relative_to(tmp_path / "runs" / "rank0").parts[0] for p in (tmp_path / "runs" / "rank0").rglob("*")}
-    assert written == {"checkpoints"}  # the Trainer alone; the CLI adds TensorBoard (tests/test_launchers.py)
+    written = {
+        p.relative_to(tmp_path / "runs" / "rank0").parts[0]
+        for p in (tmp_path / "runs" / "rank0").rglob("*")
+    }
+    assert written == {
+        "checkpoints"
+    }  # the Trainer alone; the CLI adds TensorBoard (tests/test_launchers.py)
 
 
 @pytest.mark.parametrize("kind", ENGINES)
@@ -125,10 +195,16 @@ def test_a_resumed_two_worker_run_restores_the_same_state_everywhere(kind, tiny_
     from distxfer.checkpoint import CheckpointStore
 
     overrides = worker_overrides(tiny_data, 4, kind, "output.stop_check_steps=2")
-    first = run_workers(kind, tmp_path / "first", tmp_path / "runs", [*overrides, "max_train_seconds=0.001"])
+    first = run_workers(
+        kind, tmp_path / "first", tmp_path / "runs", [*overrides, "max_train_seconds=0.001"]
+    )
     assert {str(d["outcome"]) for d in first} == {"time"}
-    store = CheckpointStore(tmp_path / "runs" / "rank0" / "checkpoints", keep=3, best_metric="val_accuracy",
-                            writer=False)
+    store = CheckpointStore(
+        tmp_path / "runs" / "rank0" / "checkpoints",
+        keep=3,
+        best_metric="val_accuracy",
+        writer=False,
+    )
     stopped = store.latest()
     assert stopped.state["reason"] == "time" and 0 < stopped.state["global_step"] < 18
     run_workers(kind, tmp_path / "second", tmp_path / "runs", overrides, "--dump-restored")
@@ -142,15 +218,30 @@ def test_a_resumed_two_worker_run_restores_the_same_state_everywhere(kind, tiny_
 
 
 def test_horovod_build_has_gloo_and_mpi():
-    out = subprocess.run([sys.executable, "-c", "import horovod.tensorflow as h; print(h.gloo_built(), h.mpi_built())"],
-                         capture_output=True, text=True, env=cli_env(), timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import horovod.tensorflow as h; print(h.gloo_built(), h.mpi_built())",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
     assert out.stdout.split() == ["True", "True"], out.stderr[-2000:]
-    assert shutil.which("mpirun") and os.access(Path(sys.executable).with_name("horovodrun"), os.X_OK)
+    assert shutil.which("mpirun") and os.access(
+        Path(sys.executable).with_name("horovodrun"), os.X_OK
+    )
 
 
 def test_horovod_fp16_gradient_compression_keeps_ranks_identical(tiny_data, reference, tmp_path):
-    dumps = run_workers("horovod-gloo", tmp_path / "report", tmp_path / "runs",
-                        worker_overrides(tiny_data, 4, "horovod", "engine.fp16_allreduce=true"))
+    dumps = run_workers(
+        "horovod-gloo",
+        tmp_path / "report",
+        tmp_path / "runs",
+        worker_overrides(tiny_data, 4, "horovod", "engine.fp16_allreduce=true"),
+    )
     first, second = (weights(d) for d in dumps)
     for a, b in zip(first, second):
         assert np.array_equal(a, b)

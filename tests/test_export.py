@@ -60,8 +60,7 @@ def test_sidecar_describes_the_export(model, tmp_path):
     assert info["backbone"] == "VGG16"  # the canonical name, whatever the config's spelling
 
 
-def test_failed_keras_export_keeps_the_previous_file_and_no_temporary(model, tmp_path,
-                                                                     monkeypatch):
+def test_failed_keras_export_keeps_the_previous_file_and_no_temporary(model, tmp_path, monkeypatch):
     path = export_keras(model, tmp_path / "model.keras", class_names=CLASSES, config=CONFIG)
     previous = path.read_bytes()
 
@@ -97,8 +96,9 @@ def test_grayscale_mlp_round_trips(tmp_path):
     mlp = build_model(MLP_CONFIG.model, num_classes=3, image_size=(28, 28), channels=1)
     path = export_keras(mlp, tmp_path / "mlp.keras", class_names=CLASSES, config=MLP_CONFIG)
     x = images(size=28, channels=1)
-    np.testing.assert_allclose(keras.models.load_model(path)(x), probability_model(mlp)(x),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        keras.models.load_model(path)(x), probability_model(mlp)(x), rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.slow

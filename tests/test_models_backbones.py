@@ -41,7 +41,8 @@ def test_table_has_every_keras_application():
     import keras
 
     keras_names = {
-        name for name, obj in vars(keras.applications).items()
+        name
+        for name, obj in vars(keras.applications).items()
         if name[:1].isupper() and inspect.isfunction(obj)
     }
     assert set(backbone_names()) - {"mlp"} == keras_names
@@ -81,10 +82,18 @@ def test_native_and_minimum_sizes_are_kerass(name, native, minimum):
 @pytest.mark.parametrize(
     ("name", "mode"),
     [
-        ("VGG16", "caffe"), ("ResNet101", "caffe"), ("ResNet101V2", "tf"), ("Xception", "tf"),
-        ("MobileNet", "tf"), ("NASNetMobile", "tf"), ("DenseNet169", "torch"),
-        ("EfficientNetB0", "none"), ("EfficientNetV2M", "none"), ("ConvNeXtBase", "none"),
-        ("MobileNetV3Large", "none"), ("mlp", "rescale"),
+        ("VGG16", "caffe"),
+        ("ResNet101", "caffe"),
+        ("ResNet101V2", "tf"),
+        ("Xception", "tf"),
+        ("MobileNet", "tf"),
+        ("NASNetMobile", "tf"),
+        ("DenseNet169", "torch"),
+        ("EfficientNetB0", "none"),
+        ("EfficientNetV2M", "none"),
+        ("ConvNeXtBase", "none"),
+        ("MobileNetV3Large", "none"),
+        ("mlp", "rescale"),
     ],
 )
 def test_preprocessing_mode_per_family(name, mode):
@@ -97,8 +106,9 @@ def test_importing_the_table_does_not_import_tensorflow_or_keras():
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"
 
 

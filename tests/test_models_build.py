@@ -31,8 +31,15 @@ def policy():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("backbone", "size"),
-    [("VGG16", 32), ("ResNet50", 32), ("InceptionV3", 75), ("MobileNetV2", 32),
-     ("EfficientNetB0", 32), ("DenseNet121", 32), ("ConvNeXtTiny", 32)],
+    [
+        ("VGG16", 32),
+        ("ResNet50", 32),
+        ("InceptionV3", 75),
+        ("MobileNetV2", 32),
+        ("EfficientNetB0", 32),
+        ("DenseNet121", 32),
+        ("ConvNeXtTiny", 32),
+    ],
 )
 def test_builds_each_family_to_float32_logits(backbone, size):
     model = build_model(model_cfg(backbone), num_classes=4, image_size=(size, size), channels=3)
@@ -45,7 +52,12 @@ def test_builds_each_family_to_float32_logits(backbone, size):
 def test_layers_are_input_preprocessing_backbone_head_in_order():
     model = build_model(model_cfg(head=HeadConfig(hidden_units=8, dropout=0.1)), 3, (32, 32), 3)
     assert [layer.name for layer in model.layers] == [
-        "image", "preprocess_scale", "backbone", "head_pool", "head_hidden", "head_dropout",
+        "image",
+        "preprocess_scale",
+        "backbone",
+        "head_pool",
+        "head_hidden",
+        "head_dropout",
         "logits",
     ]
 
@@ -85,8 +97,9 @@ def test_probability_model_is_softmax_of_logits():
 
 
 def test_mlp_is_the_seeds_architecture():
-    cfg = model_cfg("mlp", rescale=1 / 255, head=HeadConfig(pooling="flatten", hidden_units=512,
-                                                            dropout=0.2))
+    cfg = model_cfg(
+        "mlp", rescale=1 / 255, head=HeadConfig(pooling="flatten", hidden_units=512, dropout=0.2)
+    )
     model = build_model(cfg, 10, (28, 28), 1)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["InputLayer", "Rescaling", "Flatten", "Dense", "Dropout", "Dense"]

@@ -139,8 +139,10 @@ def snapshot(model: keras.Model, *names: str) -> list[np.ndarray]:
 def test_fit_changes_only_the_layers_the_phase_unfroze():
     model = build("VGG16")
     apply_phase(model, phase("from:block5_conv3"))
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     backbone = backbone_of(model)
     before = snapshot(backbone, "block5_conv2", "block5_conv3") + snapshot(model, "preprocess_bgr")
     model.fit(images(8), np.arange(8) % 3, batch_size=8, epochs=1, verbose=0)
@@ -154,8 +156,10 @@ def test_fit_changes_only_the_layers_the_phase_unfroze():
 def test_fit_learns_batchnorm_scale_but_not_its_statistics_when_frozen():
     model = build("ResNet50", batchnorm="frozen")  # its random-init activations do not vanish
     apply_phase(model, phase("all", train_batchnorm=True))
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     bn = backbone_of(model).get_layer("conv5_block3_3_bn")
     gamma, mean = bn.gamma.numpy().copy(), bn.moving_mean.numpy().copy()
     model.fit(images(8), np.arange(8) % 3, batch_size=8, epochs=1, verbose=0)

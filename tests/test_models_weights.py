@@ -41,8 +41,14 @@ def offline(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("backbone", "size"),
-    [("VGG16", 32), ("ResNet50", 32), ("InceptionV3", 75), ("MobileNetV2", 32),
-     ("EfficientNetB0", 32), ("DenseNet121", 32)],
+    [
+        ("VGG16", 32),
+        ("ResNet50", 32),
+        ("InceptionV3", 75),
+        ("MobileNetV2", 32),
+        ("EfficientNetB0", 32),
+        ("DenseNet121", 32),
+    ],
 )
 def test_backbone_saved_from_one_task_loads_into_another(tmp_path, backbone, size):
     source = build_model(model_cfg(backbone), num_classes=5, image_size=(size, size), channels=3)
@@ -170,8 +176,9 @@ def fake_download(offline, monkeypatch):
 @pytest.mark.slow
 def test_prefetch_names_the_file_it_fetched_into_keras_home(offline, fake_download):
     home = offline / "shared_home"
-    lines = prefetch_weights(["MobileNetV2"], keras_home=home, backbone_args={"alpha": 0.35},
-                             image_size=(96, 96))
+    lines = prefetch_weights(
+        ["MobileNetV2"], keras_home=home, backbone_args={"alpha": 0.35}, image_size=(96, 96)
+    )
     name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
     assert lines == [f"MobileNetV2: {name} in {home / 'models'}"]
     assert (home / "models" / name).is_file()
@@ -185,8 +192,9 @@ def test_a_run_without_internet_uses_prefetched_imagenet_weights(
     from keras.src.utils import file_utils
 
     home = offline / "shared_home"
-    prefetch_weights(["MobileNetV2"], keras_home=home, backbone_args={"alpha": 0.35},
-                     image_size=(96, 96))
+    prefetch_weights(
+        ["MobileNetV2"], keras_home=home, backbone_args={"alpha": 0.35}, image_size=(96, 96)
+    )
     monkeypatch.setattr(config, "_KERAS_DIR", str(home))  # the compute node's KERAS_HOME
     monkeypatch.setattr(file_utils, "urlretrieve", None)  # any download attempt would fail
     cfg = model_cfg("MobileNetV2", weights="imagenet", backbone_args={"alpha": 0.35})

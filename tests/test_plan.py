@@ -25,8 +25,12 @@ def step_batches(plans, per_pipeline: int):
 def test_each_sample_once_per_epoch_and_same_steps_everywhere(workers):
     per_replica, local = 4, 2
     g = per_replica * local * workers
-    plans = [plan_epoch(103, g, seed=7, epoch=2, shuffle=True, training=True, pipeline=i, num_pipelines=workers)
-             for i in range(workers)]
+    plans = [
+        plan_epoch(
+            103, g, seed=7, epoch=2, shuffle=True, training=True, pipeline=i, num_pipelines=workers
+        )
+        for i in range(workers)
+    ]
     assert len({p.steps for p in plans}) == 1
     assert all(len(p.indices) == p.steps * per_replica * local for p in plans)
     seen = sorted(int(i) for p in plans for i, w in zip(p.indices, p.weights) if w > 0)
@@ -35,8 +39,15 @@ def test_each_sample_once_per_epoch_and_same_steps_everywhere(workers):
 
 def test_global_steps_do_not_depend_on_the_number_of_workers():
     single = step_batches([plan_epoch(50, 8, seed=1, epoch=0, shuffle=True, training=True)], 8)
-    two = step_batches([plan_epoch(50, 8, seed=1, epoch=0, shuffle=True, training=True, pipeline=i,
-                                   num_pipelines=2) for i in range(2)], 4)
+    two = step_batches(
+        [
+            plan_epoch(
+                50, 8, seed=1, epoch=0, shuffle=True, training=True, pipeline=i, num_pipelines=2
+            )
+            for i in range(2)
+        ],
+        4,
+    )
     assert single == two
 
 
@@ -54,11 +65,22 @@ def test_evaluation_weights_are_zero_or_one():
 
 
 def test_start_step_skips_exactly_the_steps_taken():
-    full = plan_epoch(40, 8, seed=3, epoch=1, shuffle=True, training=True, pipeline=1, num_pipelines=2)
-    rest = plan_epoch(40, 8, seed=3, epoch=1, shuffle=True, training=True, pipeline=1, num_pipelines=2,
-                      start_step=2)
+    full = plan_epoch(
+        40, 8, seed=3, epoch=1, shuffle=True, training=True, pipeline=1, num_pipelines=2
+    )
+    rest = plan_epoch(
+        40,
+        8,
+        seed=3,
+        epoch=1,
+        shuffle=True,
+        training=True,
+        pipeline=1,
+        num_pipelines=2,
+        start_step=2,
+    )
     assert rest.steps == full.steps - 2
-    assert np.array_equal(rest.indices, full.indices[2 * 4:])
+    assert np.array_equal(rest.indices, full.indices[2 * 4 :])
 
 
 def test_order_depends_on_seed_and_epoch_only():
@@ -70,8 +92,10 @@ def test_order_depends_on_seed_and_epoch_only():
 
 def test_file_shards_are_disjoint_and_steps_fit_the_fullest_worker():
     counts = [10, 7, 9, 3, 12]
-    mine = [plan_file_shards(counts, 4, seed=0, epoch=0, shuffle=True, pipeline=i, num_pipelines=2)
-            for i in range(2)]
+    mine = [
+        plan_file_shards(counts, 4, seed=0, epoch=0, shuffle=True, pipeline=i, num_pipelines=2)
+        for i in range(2)
+    ]
     files = sorted(f for files, _ in mine for f in files)
     assert files == list(range(5))
     assert mine[0][1] == mine[1][1]

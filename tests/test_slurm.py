@@ -25,13 +25,27 @@ def cluster(tmp_path_factory):
 
 
 def train_args(data: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:
-    return [*DISTXFER, "train", "-c", str(REPO / "configs" / "mnist_mlp.yaml"), f"data.train_dir={data['train']}",
-            f"data.val_dir={data['val']}", "data.val_split=0", "data.image_size=[16, 16]", "data.color_mode=rgb",
-            "data.batch_size=4", f"output.run_dir={run_dir}", "phases=[{epochs: 1, trainable: all}]",
-            "engine.threads=1", *extra]
+    return [
+        *DISTXFER,
+        "train",
+        "-c",
+        str(REPO / "configs" / "mnist_mlp.yaml"),
+        f"data.train_dir={data['train']}",
+        f"data.val_dir={data['val']}",
+        "data.val_split=0",
+        "data.image_size=[16, 16]",
+        "data.color_mode=rgb",
+        "data.batch_size=4",
+        f"output.run_dir={run_dir}",
+        "phases=[{epochs: 1, trainable: all}]",
+        "engine.threads=1",
+        *extra,
+    ]
 
 
-def srun_train(cluster: SlurmCluster, srun_args: list[str], data, run_dir: Path, *extra: str) -> str:
+def srun_train(
+    cluster: SlurmCluster, srun_args: list[str], data, run_dir: Path, *extra: str
+) -> str:
     env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = cluster.srun("--label", "-n2", *srun_args, *train_args(data, run_dir, *extra), env=env)
     output = result.stdout + result.stderr
@@ -54,20 +68,31 @@ def test_multiworker_under_srun_derives_tf_config_from_slurm(cluster, tiny_data,
 
 
 def test_multiworker_under_srun_pmix_exchanges_addresses_with_mpi4py(cluster, tiny_data, tmp_path):
-    output = srun_train(cluster, ["--mpi=pmix"], tiny_data, tmp_path / "run", "engine.name=multiworker")
+    output = srun_train(
+        cluster, ["--mpi=pmix"], tiny_data, tmp_path / "run", "engine.name=multiworker"
+    )
     assert "TF_CONFIG built from srun with mpi4py" in output
     chief_only_outputs(tmp_path / "run", output)
 
 
 def test_horovod_is_chosen_and_runs_under_srun_pmix(cluster, tiny_data, tmp_path):
     output = srun_train(cluster, ["--mpi=pmix"], tiny_data, tmp_path / "run")
-    assert "engine horovod: 2 process(es)" in output and "started by srun with 2 processes" in output
+    assert (
+        "engine horovod: 2 process(es)" in output and "started by srun with 2 processes" in output
+    )
     chief_only_outputs(tmp_path / "run", output)
 
 
-def test_horovod_under_plain_srun_stops_with_advice_instead_of_running_twice(cluster, tiny_data, tmp_path):
+def test_horovod_under_plain_srun_stops_with_advice_instead_of_running_twice(
+    cluster, tiny_data, tmp_path
+):
     env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = cluster.srun("--label", "-n2", *train_args(tiny_data, tmp_path / "run", "engine.name=horovod"), env=env)
+    result = cluster.srun(
+        "--label", "-n2", *train_args(tiny_data, tmp_path / "run", "engine.name=horovod"), env=env
+    )
     assert result.returncode != 0
-    assert "engine horovod under srun needs PMIx to start MPI: use `srun --mpi=pmix ...`" in result.stderr
+    assert (
+        "engine horovod under srun needs PMIx to start MPI: use `srun --mpi=pmix ...`"
+        in result.stderr
+    )
     assert not (tmp_path / "run" / "checkpoints").exists()

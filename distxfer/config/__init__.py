@@ -13,6 +13,16 @@ from distxfer.config.schema import (
 )
 
 __all__ = [
-    "AugmentConfig", "Config", "DataConfig", "EngineConfig", "HeadConfig", "ModelConfig",
-    "OutputConfig", "PhaseConfig", "config_differences", "config_to_dict", "dump_config", "load_config",
+    "AugmentConfig",
+    "Config",
+    "DataConfig",
+    "EngineConfig",
+    "HeadConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "PhaseConfig",
+    "config_differences",
+    "config_to_dict",
+    "dump_config",
+    "load_config",
 ]

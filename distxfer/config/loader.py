@@ -26,7 +26,9 @@ from distxfer.errors import ConfigError
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
     """Read a YAML file (or start from defaults), apply overrides, type and check everything."""
     raw: dict[str, Any] = {}
     if path is not None:
@@ -51,7 +53,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not a {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys, not a {type(data).__name__}"
+        )
     return data
 
 
@@ -60,7 +64,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {item!r} must look like section.key=value, e.g. data.batch_size=64")
+        raise ConfigError(
+            f"override {item!r} must look like section.key=value, e.g. data.batch_size=64"
+        )
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
@@ -132,8 +138,12 @@ def from_dict(cls: Any, data: Any, path: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            raise ConfigError(f"{_join(path, str(key))}: unknown key{_did_you_mean(str(key), names)}")
-    values = {name: _convert(hints[name], data[name], _join(path, name)) for name in names if name in data}
+            raise ConfigError(
+                f"{_join(path, str(key))}: unknown key{_did_you_mean(str(key), names)}"
+            )
+    values = {
+        name: _convert(hints[name], data[name], _join(path, name)) for name in names if name in data
+    }
     return cls(**values)
 
 
@@ -190,7 +200,9 @@ def _type_name(tp: Any) -> str:
         return "a list"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
 
 
 def _describe(value: Any) -> str:
@@ -225,8 +237,11 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
         a, b, here = old.get(key), new.get(key), _join(prefix, str(key))
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += config_differences(a, b, here)
-        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(
-            isinstance(x, dict) for x in a + b
+        elif (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and len(a) == len(b)
+            and all(isinstance(x, dict) for x in a + b)
         ):
             for i, (x, y) in enumerate(zip(a, b)):
                 diffs += config_differences(x, y, f"{here}.{i}")

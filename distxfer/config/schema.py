@@ -33,7 +33,9 @@ class AugmentConfig:
     horizontal_flip: bool = False
     vertical_flip: bool = False
     brightness: list[float] | None = None  # [lo, hi] multiplicative, like brightness_range
-    random_resized_crop: list[float] | None = None  # [min_area, max_area] fraction, e.g. [0.08, 1.0]
+    random_resized_crop: list[float] | None = (
+        None  # [min_area, max_area] fraction, e.g. [0.08, 1.0]
+    )
     fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
     fill_value: float = 0.0
 
@@ -45,9 +47,15 @@ class AugmentConfig:
     @property
     def enabled(self) -> bool:
         return bool(
-            self.rotation or self.width_shift or self.height_shift or self.shear
-            or self.zoom_range() != (1.0, 1.0) or self.horizontal_flip or self.vertical_flip
-            or self.brightness or self.random_resized_crop
+            self.rotation
+            or self.width_shift
+            or self.height_shift
+            or self.shear
+            or self.zoom_range() != (1.0, 1.0)
+            or self.horizontal_flip
+            or self.vertical_flip
+            or self.brightness
+            or self.random_resized_crop
         )
 
     def check(self, key: str) -> None:
@@ -56,30 +64,43 @@ class AugmentConfig:
             _require(0 <= getattr(self, name) < 1, f"{key}.{name}", "must be a fraction in [0, 1)")
         _require(0 <= self.shear < 90, f"{key}.shear", "must be between 0 and 90 degrees")
         if isinstance(self.zoom, list):
-            _require(len(self.zoom) == 2 and 0 < self.zoom[0] <= self.zoom[1], f"{key}.zoom",
-                     "must be a number z in [0, 1) or a pair [lo, hi] with 0 < lo <= hi")
+            _require(
+                len(self.zoom) == 2 and 0 < self.zoom[0] <= self.zoom[1],
+                f"{key}.zoom",
+                "must be a number z in [0, 1) or a pair [lo, hi] with 0 < lo <= hi",
+            )
         else:
             _require(0 <= self.zoom < 1, f"{key}.zoom", "must be in [0, 1) or a pair [lo, hi]")
         if self.brightness is not None:
-            _require(len(self.brightness) == 2 and 0 <= self.brightness[0] <= self.brightness[1],
-                     f"{key}.brightness", "must be a pair [lo, hi] with 0 <= lo <= hi, e.g. [0.8, 1.2]")
+            _require(
+                len(self.brightness) == 2 and 0 <= self.brightness[0] <= self.brightness[1],
+                f"{key}.brightness",
+                "must be a pair [lo, hi] with 0 <= lo <= hi, e.g. [0.8, 1.2]",
+            )
         if self.random_resized_crop is not None:
             lo_hi = self.random_resized_crop
-            _require(len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1, f"{key}.random_resized_crop",
-                     "must be a pair [min_area, max_area] of fractions, e.g. [0.08, 1.0]")
+            _require(
+                len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1,
+                f"{key}.random_resized_crop",
+                "must be a pair [min_area, max_area] of fractions, e.g. [0.08, 1.0]",
+            )
 
 
 @dataclass
 class DataConfig:
     """Where the images are and how they become batches."""
 
-    train_dir: str | None = None  # class folders, or a TFRecord folder made by `distxfer data convert`
+    train_dir: str | None = (
+        None  # class folders, or a TFRecord folder made by `distxfer data convert`
+    )
     val_dir: str | None = None
     val_split: float = 0.0  # fraction of train_dir held out per class when val_dir is not given
     test_dir: str | None = None
     image_size: list[int] | None = None  # [height, width]; null = the backbone's native size
     color_mode: Literal["rgb", "grayscale"] = "rgb"
-    batch_size: int = 32  # per replica (per GPU / per worker thread); global = batch_size x replicas
+    batch_size: int = (
+        32  # per replica (per GPU / per worker thread); global = batch_size x replicas
+    )
     shuffle: bool = True
     cache: Literal["none", "memory", "disk"] = "none"  # decoded, resized images
     scan: Literal["quick", "full", "off"] = "quick"  # look for bad files before training
@@ -90,11 +111,17 @@ class DataConfig:
     def check(self, key: str) -> None:
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be at least 1")
         _require(0 <= self.val_split < 1, f"{key}.val_split", "must be a fraction in [0, 1)")
-        _require(not (self.val_dir and self.val_split), f"{key}.val_split",
-                 "cannot be used together with data.val_dir; set one of them")
+        _require(
+            not (self.val_dir and self.val_split),
+            f"{key}.val_split",
+            "cannot be used together with data.val_dir; set one of them",
+        )
         if self.image_size is not None:
-            _require(len(self.image_size) == 2 and min(self.image_size) >= 8, f"{key}.image_size",
-                     "must be [height, width], each at least 8 pixels")
+            _require(
+                len(self.image_size) == 2 and min(self.image_size) >= 8,
+                f"{key}.image_size",
+                "must be [height, width], each at least 8 pixels",
+            )
         self.augment.check(f"{key}.augment")
 
 
@@ -123,7 +150,9 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
 
     def check(self, key: str) -> None:
-        _require(bool(self.backbone.strip()), f"{key}.backbone", "must name a backbone, e.g. ResNet50")
+        _require(
+            bool(self.backbone.strip()), f"{key}.backbone", "must name a backbone, e.g. ResNet50"
+        )
         if self.weights is not None and self.weights.strip().lower() in ("none", ""):
             self.weights = None  # YAML's `none` is a string; both spellings mean random init
         _require(self.rescale > 0, f"{key}.rescale", "must be positive")
@@ -141,7 +170,9 @@ class PhaseConfig:
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = 1e-3  # for reference_batch; scaled to the global batch by lr_scaling
     lr_scaling: Literal["none", "linear", "sqrt"] = "linear"
-    reference_batch: int | None = None  # the batch learning_rate was tuned for; null = data.batch_size
+    reference_batch: int | None = (
+        None  # the batch learning_rate was tuned for; null = data.batch_size
+    )
     momentum: float = 0.9  # sgd and rmsprop
     weight_decay: float = 0.0
     schedule: Literal["constant", "cosine", "step"] = "cosine"
@@ -154,14 +185,26 @@ class PhaseConfig:
 
     def check(self, key: str) -> None:
         _require(self.epochs >= 1, f"{key}.epochs", "must be at least 1")
-        _require(self.learning_rate > 0 and math.isfinite(self.learning_rate), f"{key}.learning_rate",
-                 "must be a positive number")
-        _require(self.reference_batch is None or self.reference_batch >= 1, f"{key}.reference_batch",
-                 "must be at least 1")
-        _require(0 <= self.warmup_epochs <= self.epochs, f"{key}.warmup_epochs",
-                 f"must be between 0 and the phase's epochs ({self.epochs})")
-        _require(0 <= self.min_learning_rate <= self.learning_rate, f"{key}.min_learning_rate",
-                 "must be between 0 and learning_rate")
+        _require(
+            self.learning_rate > 0 and math.isfinite(self.learning_rate),
+            f"{key}.learning_rate",
+            "must be a positive number",
+        )
+        _require(
+            self.reference_batch is None or self.reference_batch >= 1,
+            f"{key}.reference_batch",
+            "must be at least 1",
+        )
+        _require(
+            0 <= self.warmup_epochs <= self.epochs,
+            f"{key}.warmup_epochs",
+            f"must be between 0 and the phase's epochs ({self.epochs})",
+        )
+        _require(
+            0 <= self.min_learning_rate <= self.learning_rate,
+            f"{key}.min_learning_rate",
+            "must be between 0 and learning_rate",
+        )
         _require(self.step_epochs >= 1, f"{key}.step_epochs", "must be at least 1")
         _require(0 < self.step_factor <= 1, f"{key}.step_factor", "must be in (0, 1]")
         _require(0 <= self.label_smoothing < 1, f"{key}.label_smoothing", "must be in [0, 1)")
@@ -179,7 +222,9 @@ class PhaseConfig:
             return "top", int(arg)
         if kind == "from" and arg.strip():
             return "from", arg.strip()
-        raise ConfigError(f"{key}.trainable: {value!r} is not one of head, all, top:N, from:LAYER_NAME")
+        raise ConfigError(
+            f"{key}.trainable: {value!r} is not one of head, all, top:N, from:LAYER_NAME"
+        )
 
 
 @dataclass
@@ -211,7 +256,9 @@ class OutputConfig:
     stop_check_steps: int = 10  # how often ranks agree whether to stop (signal or time limit)
 
     def check(self, key: str) -> None:
-        _require(self.checkpoint_every_steps >= 0, f"{key}.checkpoint_every_steps", "must be 0 or more")
+        _require(
+            self.checkpoint_every_steps >= 0, f"{key}.checkpoint_every_steps", "must be 0 or more"
+        )
         _require(self.keep_checkpoints >= 1, f"{key}.keep_checkpoints", "must be at least 1")
         _require(self.log_every_steps >= 1, f"{key}.log_every_steps", "must be at least 1")
         _require(0 <= self.image_grid <= 64, f"{key}.image_grid", "must be between 0 and 64")
@@ -249,5 +296,8 @@ class Config:
         self.engine.check("engine")
         self.output.check("output")
         every, spe = self.output.checkpoint_every_steps, self.steps_per_execution
-        _require(every % spe == 0, "output.checkpoint_every_steps",
-                 f"must be a multiple of steps_per_execution ({spe})")
+        _require(
+            every % spe == 0,
+            "output.checkpoint_every_steps",
+            f"must be a multiple of steps_per_execution ({spe})",
+        )

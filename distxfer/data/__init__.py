@@ -31,9 +31,20 @@ _LAZY = {  # these import TensorFlow, or Pillow (demo)
 }
 
 __all__ = [
-    "BadFile", "DataSplits", "FolderSplit", "InspectReport", "RecordSplit", "Split",
-    "describe_bad_files", "epoch_steps", "inspect_folder", "is_record_folder", "load_splits", "quick_scan",
-    "render_report", *_LAZY,
+    "BadFile",
+    "DataSplits",
+    "FolderSplit",
+    "InspectReport",
+    "RecordSplit",
+    "Split",
+    "describe_bad_files",
+    "epoch_steps",
+    "inspect_folder",
+    "is_record_folder",
+    "load_splits",
+    "quick_scan",
+    "render_report",
+    *_LAZY,
 ]
 
 

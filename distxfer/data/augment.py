@@ -34,8 +34,15 @@ def sample_seed(seed: int, epoch: int, sample_id: tf.Tensor) -> tf.Tensor:
 
 def is_geometric(cfg: AugmentConfig) -> bool:
     """Whether any knob moves pixels (and so the projective transform must run)."""
-    return bool(cfg.rotation or cfg.width_shift or cfg.height_shift or cfg.shear
-                or cfg.zoom_range() != (1.0, 1.0) or cfg.horizontal_flip or cfg.vertical_flip)
+    return bool(
+        cfg.rotation
+        or cfg.width_shift
+        or cfg.height_shift
+        or cfg.shear
+        or cfg.zoom_range() != (1.0, 1.0)
+        or cfg.horizontal_flip
+        or cfg.vertical_flip
+    )
 
 
 def random_resized_crop(
@@ -45,10 +52,15 @@ def random_resized_crop(
     assert cfg.random_resized_crop is not None
     crop_seed = tf.random.experimental.stateless_split(seed, 2, alg=_ALG)[1]
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=crop_seed,
-        min_object_covered=0.0, aspect_ratio_range=_RRC_ASPECT,
-        area_range=tuple(cfg.random_resized_crop), max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
+        tf.shape(image),
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=crop_seed,
+        min_object_covered=0.0,
+        aspect_ratio_range=_RRC_ASPECT,
+        area_range=tuple(cfg.random_resized_crop),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
     return resize(tf.slice(image, begin, crop_size), size)
 
 
@@ -135,7 +147,10 @@ def apply_transform(
     """Bilinear projective warp of float [B, H, W, C] images; fill_value is in pixel units 0..255."""
     height, width = images.shape[1], images.shape[2]
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=tf.cast(transforms, tf.float32),
+        images=images,
+        transforms=tf.cast(transforms, tf.float32),
         output_shape=tf.constant([height, width], tf.int32),
-        fill_value=tf.cast(fill_value, tf.float32), interpolation="BILINEAR",
-        fill_mode=fill_mode.upper())
+        fill_value=tf.cast(fill_value, tf.float32),
+        interpolation="BILINEAR",
+        fill_mode=fill_mode.upper(),
+    )

@@ -58,8 +58,9 @@ def cached_images(
             _require_memory(shape)
             array = decode_all(split, image_size, channels, np.empty(shape, np.uint8))
         elif mode == "disk":
-            array = _load_or_build_file(split, image_size, channels, key,
-                                        cache_dir or default_cache_dir())
+            array = _load_or_build_file(
+                split, image_size, channels, key, cache_dir or default_cache_dir()
+            )
         else:
             raise ValueError(f"unknown cache mode {mode!r}")
         with tf.device("/CPU:0"):
@@ -98,13 +99,18 @@ def _load_or_build_file(
     _require_memory(shape)
     cached = np.load(path, mmap_mode="r")
     if cached.shape != shape or cached.dtype != np.uint8:
-        raise DataError(f"the image cache {path} has shape {cached.shape}, expected {shape}; "
-                        "delete it and run again")
+        raise DataError(
+            f"the image cache {path} has shape {cached.shape}, expected {shape}; "
+            "delete it and run again"
+        )
     return cached
 
 
 def _build_file(
-    split: FolderSplit, image_size: tuple[int, int], channels: int, path: str,
+    split: FolderSplit,
+    image_size: tuple[int, int],
+    channels: int,
+    path: str,
     shape: tuple[int, ...],
 ) -> None:
     folder = os.path.dirname(path)
@@ -112,13 +118,17 @@ def _build_file(
         os.makedirs(folder, exist_ok=True)
         free = shutil.disk_usage(folder).free
     except OSError as error:
-        raise DataError(f"cannot create the image cache folder {folder} ({error.strerror}); set "
-                        "DISTXFER_CACHE to a writable folder or use data.cache=memory") from None
+        raise DataError(
+            f"cannot create the image cache folder {folder} ({error.strerror}); set "
+            "DISTXFER_CACHE to a writable folder or use data.cache=memory"
+        ) from None
     needed = int(np.prod(shape))
     if needed > free:
-        raise DataError(f"the image cache needs {needed / 1e9:.1f} GB but {folder} has "
-                        f"{free / 1e9:.1f} GB free; free space, set DISTXFER_CACHE elsewhere, or "
-                        "use data.cache=none")
+        raise DataError(
+            f"the image cache needs {needed / 1e9:.1f} GB but {folder} has "
+            f"{free / 1e9:.1f} GB free; free space, set DISTXFER_CACHE elsewhere, or "
+            "use data.cache=none"
+        )
     with replacing(path) as tmp:  # another process may do the same at once: both results are whole
         memmap = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         decode_all(split, image_size, channels, memmap)
@@ -131,9 +141,11 @@ def _require_memory(shape: tuple[int, ...]) -> None:
     needed = int(np.prod(shape))
     available = _available_memory()
     if available is not None and needed > available:
-        raise DataError(f"caching the images needs {needed / 1e9:.1f} GB of RAM but "
-                        f"{available / 1e9:.1f} GB is available; use data.cache=none or a "
-                        "smaller data.image_size")
+        raise DataError(
+            f"caching the images needs {needed / 1e9:.1f} GB of RAM but "
+            f"{available / 1e9:.1f} GB is available; use data.cache=none or a "
+            "smaller data.image_size"
+        )
 
 
 def _available_memory() -> int | None:

@@ -13,11 +13,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--follow-links", action="store_true")
     p.add_argument("--max-bad", type=int, default=20, help="bad files to list (all are counted)")
 
-    p = sub.add_parser("convert", help="write class folders as sharded TFRecords that training can read")
+    p = sub.add_parser(
+        "convert", help="write class folders as sharded TFRecords that training can read"
+    )
     p.add_argument("src", help="class folders")
     p.add_argument("out", help="new folder for the TFRecord shards and meta.json")
-    p.add_argument("--shards", type=int, help="training shard files (default: one per ~128 MB, at least 16)")
-    p.add_argument("--val-split", type=float, default=0.0, help="fraction per class written as a val split")
+    p.add_argument(
+        "--shards", type=int, help="training shard files (default: one per ~128 MB, at least 16)"
+    )
+    p.add_argument(
+        "--val-split", type=float, default=0.0, help="fraction per class written as a val split"
+    )
     p.add_argument("--test-dir", help="class folders written as a test split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scan", choices=["quick", "full", "off"], default="quick")
@@ -33,21 +39,37 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command == "inspect":
         from distxfer.data import inspect_folder, render_report
 
-        print(render_report(inspect_folder(args.path, follow_links=args.follow_links), max_bad=args.max_bad))
+        print(
+            render_report(
+                inspect_folder(args.path, follow_links=args.follow_links), max_bad=args.max_bad
+            )
+        )
     elif args.data_command == "convert":
         from distxfer.data import convert_to_tfrecords
 
-        meta = convert_to_tfrecords(args.src, args.out, shards=args.shards, val_split=args.val_split,
-                                    seed=args.seed, test_dir=args.test_dir, follow_links=args.follow_links,
-                                    scan=args.scan, bad_files=args.bad_files)
+        meta = convert_to_tfrecords(
+            args.src,
+            args.out,
+            shards=args.shards,
+            val_split=args.val_split,
+            seed=args.seed,
+            test_dir=args.test_dir,
+            follow_links=args.follow_links,
+            scan=args.scan,
+            bad_files=args.bad_files,
+        )
         counts = {name: split["count"] for name, split in meta["splits"].items()}
-        print(f"wrote {json.dumps(counts)} records of {len(meta['class_names'])} classes to {args.out};"
-              f" train with data.train_dir={args.out}")
+        print(
+            f"wrote {json.dumps(counts)} records of {len(meta['class_names'])} classes to {args.out};"
+            f" train with data.train_dir={args.out}"
+        )
     else:
         from distxfer.data import write_demo_datasets
         from distxfer.demo import SOURCE_IMAGES_PER_CLASS
 
-        paths = write_demo_datasets(args.out, seed=args.seed, source_per_class=SOURCE_IMAGES_PER_CLASS)
+        paths = write_demo_datasets(
+            args.out, seed=args.seed, source_per_class=SOURCE_IMAGES_PER_CLASS
+        )
         for name, path in vars(paths).items():
             print(f"{name}: {path}")
     return 0

@@ -56,16 +56,36 @@ def write_demo_datasets(
     """Write (or find already written) the SOURCE and TARGET datasets under `root`."""
     root = os.path.abspath(os.path.expanduser(root))
     source = {"train": source_per_class}
-    target = {"train": target_train_per_class, "val": target_val_per_class,
-              "test": target_test_per_class}
-    for task, classes, counts, ext in (("source", SOURCE_CLASSES, source, "png"),
-                                       ("target", TARGET_CLASSES, target, "jpg")):
-        spec = {"version": DEMO_VERSION, "seed": seed, "task": task, "classes": list(classes),
-                "counts": counts, "image_size": image_size, "format": ext}
+    target = {
+        "train": target_train_per_class,
+        "val": target_val_per_class,
+        "test": target_test_per_class,
+    }
+    for task, classes, counts, ext in (
+        ("source", SOURCE_CLASSES, source, "png"),
+        ("target", TARGET_CLASSES, target, "jpg"),
+    ):
+        spec = {
+            "version": DEMO_VERSION,
+            "seed": seed,
+            "task": task,
+            "classes": list(classes),
+            "counts": counts,
+            "image_size": image_size,
+            "format": ext,
+        }
         _write_task(os.path.join(root, task), spec)
-    return DemoPaths(*(os.path.join(root, task, split) for task, split in
-                       (("source", "train"), ("target", "train"), ("target", "val"),
-                        ("target", "test"))))
+    return DemoPaths(
+        *(
+            os.path.join(root, task, split)
+            for task, split in (
+                ("source", "train"),
+                ("target", "train"),
+                ("target", "val"),
+                ("target", "test"),
+            )
+        )
+    )
 
 
 def _write_task(folder: str, spec: dict) -> None:
@@ -136,13 +156,15 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     pixels = a + (b - a) * t[..., None] + rng.normal(0, 8, (size, size, 3))
     big = size * _SUPERSAMPLE
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).resize(
-        (big, big), Image.Resampling.BILINEAR)
+        (big, big), Image.Resampling.BILINEAR
+    )
     _clutter(ImageDraw.Draw(image), rng, big, int(rng.integers(2, 6)), near=a)
     return image
 
 
-def _clutter(draw: ImageDraw.ImageDraw, rng: np.random.Generator, big: int, count: int,
-             near: np.ndarray) -> None:
+def _clutter(
+    draw: ImageDraw.ImageDraw, rng: np.random.Generator, big: int, count: int, near: np.ndarray
+) -> None:
     """Thin lines and small circles in colours not far from `near`."""
     for _ in range(count):
         x0, y0, x1, y1 = (float(v) for v in rng.uniform(0, big, 4))
@@ -167,20 +189,26 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> tup
     return tuple(int(v) for v in colour)
 
 
-def _polygon(points: list[tuple[float, float]], centre: np.ndarray, radius: float,
-             angle: float) -> list[tuple[float, float]]:
+def _polygon(
+    points: list[tuple[float, float]], centre: np.ndarray, radius: float, angle: float
+) -> list[tuple[float, float]]:
     """Unit-shape points rotated by `angle`, scaled by `radius`, moved to `centre`."""
     c, s = math.cos(angle), math.sin(angle)
-    return [(float(centre[0] + radius * (c * x - s * y)), float(centre[1] + radius * (s * x + c * y)))
-            for x, y in points]
+    return [
+        (float(centre[0] + radius * (c * x - s * y)), float(centre[1] + radius * (s * x + c * y)))
+        for x, y in points
+    ]
 
 
 def _regular(n: int, inner: float | None = None) -> list[tuple[float, float]]:
     """A regular n-gon, or an n-pointed star when `inner` radius is given."""
     if inner is None:
         return [(math.cos(2 * math.pi * k / n), math.sin(2 * math.pi * k / n)) for k in range(n)]
-    return [(r * math.cos(math.pi * k / n), r * math.sin(math.pi * k / n))
-            for k in range(2 * n) for r in [1.0 if k % 2 == 0 else inner]]
+    return [
+        (r * math.cos(math.pi * k / n), r * math.sin(math.pi * k / n))
+        for k in range(2 * n)
+        for r in [1.0 if k % 2 == 0 else inner]
+    ]
 
 
 _UNIT_SHAPES = {
@@ -189,18 +217,35 @@ _UNIT_SHAPES = {
     "star": _regular(5, inner=0.45),
     "hexagon": _regular(6),
     "pentagon": _regular(5),
-    "cross": [(0.3, 1), (-0.3, 1), (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3), (-0.3, -1),
-              (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3)],
+    "cross": [
+        (0.3, 1),
+        (-0.3, 1),
+        (-0.3, 0.3),
+        (-1, 0.3),
+        (-1, -0.3),
+        (-0.3, -0.3),
+        (-0.3, -1),
+        (0.3, -1),
+        (0.3, -0.3),
+        (1, -0.3),
+        (1, 0.3),
+        (0.3, 0.3),
+    ],
     "arrow": [(-1, 0.2), (0.2, 0.2), (0.2, 0.6), (1, 0), (0.2, -0.6), (0.2, -0.2), (-1, -0.2)],
     "lshape": [(-0.7, -1), (-0.15, -1), (-0.15, 0.45), (0.7, 0.45), (0.7, 1), (-0.7, 1)],
-    "heart": [(16 * math.sin(t) ** 3 / 17,
-               -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 17)
-              for t in np.linspace(0, 2 * math.pi, 48, endpoint=False)],
+    "heart": [
+        (
+            16 * math.sin(t) ** 3 / 17,
+            -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 17,
+        )
+        for t in np.linspace(0, 2 * math.pi, 48, endpoint=False)
+    ],
 }
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, centre: np.ndarray, radius: float,
-                angle: float) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, centre: np.ndarray, radius: float, angle: float
+) -> None:
     if shape in _UNIT_SHAPES:
         draw.polygon(_polygon(_UNIT_SHAPES[shape], centre, radius, angle), fill=255)
         return
@@ -211,5 +256,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, centre: np.ndarray, radiu
         "pair": [(-0.55, 0, 0.42, 255), (0.55, 0, 0.42, 255)],
     }[shape]
     for x, y, r, value in circles:
-        (cx, cy), = _polygon([(x, y)], centre, radius, angle)
-        draw.ellipse([cx - r * radius, cy - r * radius, cx + r * radius, cy + r * radius], fill=value)
+        ((cx, cy),) = _polygon([(x, y)], centre, radius, angle)
+        draw.ellipse(
+            [cx - r * radius, cy - r * radius, cx + r * radius, cy + r * radius], fill=value
+        )

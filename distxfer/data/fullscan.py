@@ -31,8 +31,11 @@ def find_undecodable(paths: Sequence[str], *, batch: int = 256) -> list[BadFile]
     if not paths:
         return []
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), list(paths)))
-    ds = ds.map(lambda i, p: (i, tf.shape(decode_image(tf.io.read_file(p), 3))),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.map(
+        lambda i, p: (i, tf.shape(decode_image(tf.io.read_file(p), 3))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
     decoded = np.zeros(len(paths), bool)
     for ids, _ in ds.ignore_errors().batch(batch).as_numpy_iterator():
         decoded[ids] = True
@@ -61,16 +64,30 @@ def full_scan_in_subprocess(paths: Sequence[str]) -> list[BadFile]:
         request, result = os.path.join(tmp, "paths.json"), os.path.join(tmp, "bad.json")
         with open(request, "w", encoding="utf-8") as f:
             json.dump(list(paths), f)
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="3",
-                   PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
-                                                            os.environ.get("PYTHONPATH")])))
-        proc = subprocess.run([sys.executable, "-m", "distxfer.data.fullscan", request, result],
-                              env=env, capture_output=True, text=True, check=False)
+        package_parent = os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        )
+        env = dict(
+            os.environ,
+            CUDA_VISIBLE_DEVICES="-1",
+            TF_CPP_MIN_LOG_LEVEL="3",
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [package_parent, os.environ.get("PYTHONPATH")])
+            ),
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "distxfer.data.fullscan", request, result],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise DataError(f"the full image scan (data.scan=full) failed: {last}; set "
-                            "data.scan=quick to train without it")
+            raise DataError(
+                f"the full image scan (data.scan=full) failed: {last}; set "
+                "data.scan=quick to train without it"
+            )
         with open(result, encoding="utf-8") as f:
             return [BadFile(path, reason) for path, reason in json.load(f)]
 

@@ -55,8 +55,14 @@ def epoch_steps(
     batching = Batching(per_replica_batch, replicas_per_pipeline, num_pipelines)
     if isinstance(split, FolderSplit):
         return steps_per_epoch(len(split), batching.global_batch)
-    return record_layout(split.counts, batching, seed=seed, epoch=epoch,
-                         shuffle=shuffle and training, training=training).steps
+    return record_layout(
+        split.counts,
+        batching,
+        seed=seed,
+        epoch=epoch,
+        shuffle=shuffle and training,
+        training=training,
+    ).steps
 
 
 @dataclass(frozen=True)
@@ -71,22 +77,38 @@ class RecordLayout:
 
 
 def record_layout(
-    counts: tuple[int, ...], batching: Batching, *, seed: int, epoch: int, shuffle: bool,
+    counts: tuple[int, ...],
+    batching: Batching,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
     training: bool,
 ) -> RecordLayout:
     """Files, counts and per-step weights, computed alike on every pipeline."""
     n_pipes, per_pipeline = batching.num_pipelines, batching.per_pipeline
     if len(counts) >= n_pipes:
-        shares = [plan_file_shards(list(counts), per_pipeline, seed=seed, epoch=epoch,
-                                   shuffle=shuffle, pipeline=q, num_pipelines=n_pipes)
-                  for q in range(n_pipes)]
+        shares = [
+            plan_file_shards(
+                list(counts),
+                per_pipeline,
+                seed=seed,
+                epoch=epoch,
+                shuffle=shuffle,
+                pipeline=q,
+                num_pipelines=n_pipes,
+            )
+            for q in range(n_pipes)
+        ]
         files, steps = shares[batching.pipeline]
         per = [sum(counts[f] for f in fs) for fs, _ in shares]
         by_record = False
     elif training:
-        raise DataError(f"the training records are in {len(counts)} files, too few for "
-                        f"{n_pipes} workers to read their own; re-convert with --shards "
-                        f"{n_pipes} or more")
+        raise DataError(
+            f"the training records are in {len(counts)} files, too few for "
+            f"{n_pipes} workers to read their own; re-convert with --shards "
+            f"{n_pipes} or more"
+        )
     else:
         total = sum(counts)
         files, by_record = list(range(len(counts))), True

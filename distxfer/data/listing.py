@@ -30,18 +30,27 @@ def list_class_folder(
     """
     root = os.path.abspath(os.path.expanduser(root))
     if not os.path.exists(root):
-        raise DataError(f"{key}: {root} does not exist; point it at a folder with one subfolder "
-                        "of images per class")
+        raise DataError(
+            f"{key}: {root} does not exist; point it at a folder with one subfolder "
+            "of images per class"
+        )
     if not os.path.isdir(root):
-        raise DataError(f"{key}: {root} is a file, not a folder; point it at a folder with one "
-                        "subfolder of images per class")
-    class_names = tuple(sorted(
-        entry.name for entry in os.scandir(root)
-        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=True)
-    ))
+        raise DataError(
+            f"{key}: {root} is a file, not a folder; point it at a folder with one "
+            "subfolder of images per class"
+        )
+    class_names = tuple(
+        sorted(
+            entry.name
+            for entry in os.scandir(root)
+            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=True)
+        )
+    )
     if not class_names:
-        raise DataError(f"{key}: {root} has no class folders; put each class's images in its own "
-                        f"subfolder, e.g. {os.path.join(root, 'cats', '0001.jpg')}")
+        raise DataError(
+            f"{key}: {root} has no class folders; put each class's images in its own "
+            f"subfolder, e.g. {os.path.join(root, 'cats', '0001.jpg')}"
+        )
     paths: list[str] = []
     labels: list[int] = []
     empty = []
@@ -53,8 +62,10 @@ def list_class_folder(
         labels.extend([label] * len(found))
     if empty and not allow_empty:
         shown = ", ".join(repr(n) for n in empty)
-        raise DataError(f"{key}: class folder(s) {shown} in {root} hold no images "
-                        f"({' '.join(IMAGE_EXTENSIONS)}); add images or remove the folder(s)")
+        raise DataError(
+            f"{key}: class folder(s) {shown} in {root} hold no images "
+            f"({' '.join(IMAGE_EXTENSIONS)}); add images or remove the folder(s)"
+        )
     sizes, mtimes = _stat_all(paths)
     split = FolderSplit("all", tuple(paths), np.asarray(labels, np.int32), sizes, mtimes)
     return class_names, split
@@ -66,11 +77,14 @@ def _image_files(class_dir: str, follow_links: bool) -> list[str]:
     found: list[tuple[str, list[str]]] = []
 
     def unreadable(error: OSError) -> None:
-        raise DataError(f"cannot read folder {error.filename}: {error.strerror}; fix its "
-                        "permissions or remove it")
+        raise DataError(
+            f"cannot read folder {error.filename}: {error.strerror}; fix its "
+            "permissions or remove it"
+        )
 
-    for dirpath, dirnames, filenames in os.walk(class_dir, onerror=unreadable,
-                                                followlinks=follow_links):
+    for dirpath, dirnames, filenames in os.walk(
+        class_dir, onerror=unreadable, followlinks=follow_links
+    ):
         if follow_links:  # a link back up the tree would otherwise loop forever
             real = os.path.realpath(dirpath)
             if real in seen:
@@ -78,8 +92,9 @@ def _image_files(class_dir: str, follow_links: bool) -> list[str]:
                 continue
             seen.add(real)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        files = [f for f in filenames
-                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        files = [
+            f for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
         found.append((dirpath, sorted(files)))
     found.sort(key=lambda item: item[0])
     return [os.path.join(dirpath, f) for dirpath, files in found for f in files]
@@ -116,9 +131,13 @@ def stratified_split(
             raise DataError(
                 f"class {name!r} has {n} image(s), so data.val_split={val_split} leaves it no "
                 "training image; add images to it, lower data.val_split, or give a separate "
-                "data.val_dir")
-        rng = np.random.Generator(np.random.PCG64(
-            np.random.SeedSequence([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))])))
+                "data.val_dir"
+            )
+        rng = np.random.Generator(
+            np.random.PCG64(
+                np.random.SeedSequence([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))])
+            )
+        )
         val.append(members[rng.permutation(n)[:n_val]])
     val_idx = np.sort(np.concatenate(val))
     train_mask = np.ones(len(labels), bool)
@@ -139,5 +158,7 @@ def check_same_classes(
         parts.append(f"missing {', '.join(missing)}")
     if extra:
         parts.append(f"extra {', '.join(extra)}")
-    raise DataError(f"{key}: {root} has different class folders from data.train_dir "
-                    f"({'; '.join(parts)}); every split needs the same class folders")
+    raise DataError(
+        f"{key}: {root} has different class folders from data.train_dir "
+        f"({'; '.join(parts)}); every split needs the same class folders"
+    )

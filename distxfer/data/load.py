@@ -34,8 +34,10 @@ def load_splits(cfg: DataConfig, seed: int, *, need_train: bool = True) -> DataS
     split is neither scanned nor returned.
     """
     if need_train and not cfg.train_dir:
-        raise DataError("data.train_dir is not set; point it at a folder with one subfolder of "
-                        "images per class (or at a folder made by `distxfer data convert`)")
+        raise DataError(
+            "data.train_dir is not set; point it at a folder with one subfolder of "
+            "images per class (or at a folder made by `distxfer data convert`)"
+        )
     class_names: tuple[str, ...] | None = None
     splits: dict[str, Split | None] = {"train": None, "val": None, "test": None}
     if cfg.train_dir:
@@ -44,8 +46,10 @@ def load_splits(cfg: DataConfig, seed: int, *, need_train: bool = True) -> DataS
         if root:
             class_names, splits[role] = _load_other_dir(cfg, role, root, class_names)
     if class_names is None:
-        raise DataError("no data folder is set; set data.train_dir, or data.val_dir or "
-                        "data.test_dir to evaluate")
+        raise DataError(
+            "no data folder is set; set data.train_dir, or data.val_dir or "
+            "data.test_dir to evaluate"
+        )
     if not need_train:
         splits["train"] = None
     splits, skipped = _drop_bad_files(cfg, splits, class_names)
@@ -58,23 +62,39 @@ def _load_train_dir(cfg: DataConfig, seed: int) -> tuple[tuple[str, ...], dict[s
     if is_record_folder(root):
         meta = read_meta(root)
         if "train" not in meta["splits"]:
-            raise DataError(f"data.train_dir: {root} holds no training records (only "
-                            f"{', '.join(meta['splits'])}); point it at a converted training set")
+            raise DataError(
+                f"data.train_dir: {root} holds no training records (only "
+                f"{', '.join(meta['splits'])}); point it at a converted training set"
+            )
         if cfg.val_split and not cfg.val_dir and "val" not in meta["splits"]:
-            raise DataError(f"data.val_split cannot split {root}: it holds TFRecords converted "
-                            "without a validation split; re-convert with --val-split, or set "
-                            "data.val_dir")
-        found = {name: record_split(root, meta, name) for name in ("train", "val", "test")
-                 if name in meta["splits"]}
-        return tuple(meta["class_names"]), {"train": found["train"], "val": found.get("val"),
-                                            "test": found.get("test")}
+            raise DataError(
+                f"data.val_split cannot split {root}: it holds TFRecords converted "
+                "without a validation split; re-convert with --val-split, or set "
+                "data.val_dir"
+            )
+        found = {
+            name: record_split(root, meta, name)
+            for name in ("train", "val", "test")
+            if name in meta["splits"]
+        }
+        return tuple(meta["class_names"]), {
+            "train": found["train"],
+            "val": found.get("val"),
+            "test": found.get("test"),
+        }
     class_names, everything = list_class_folder(root, follow_links=cfg.follow_links)
     if cfg.val_split and not cfg.val_dir:
         train_idx, val_idx = stratified_split(everything.labels, class_names, cfg.val_split, seed)
-        return class_names, {"train": everything.subset(train_idx, "train"),
-                             "val": everything.subset(val_idx, "val"), "test": None}
-    return class_names, {"train": dataclasses.replace(everything, name="train"), "val": None,
-                         "test": None}
+        return class_names, {
+            "train": everything.subset(train_idx, "train"),
+            "val": everything.subset(val_idx, "val"),
+            "test": None,
+        }
+    return class_names, {
+        "train": dataclasses.replace(everything, name="train"),
+        "val": None,
+        "test": None,
+    }
 
 
 def _load_other_dir(
@@ -88,8 +108,10 @@ def _load_other_dir(
         available = list(meta["splits"])
         chosen = role if role in available else available[0] if len(available) == 1 else None
         if chosen is None:
-            raise DataError(f"{key}: {root} holds record splits {', '.join(available)} but none "
-                            f"named {role!r}; point {key} at a folder with one split")
+            raise DataError(
+                f"{key}: {root} holds record splits {', '.join(available)} but none "
+                f"named {role!r}; point {key} at a folder with one split"
+            )
         split = dataclasses.replace(record_split(root, meta, chosen), name=role)
     else:
         names, listed = list_class_folder(root, follow_links=cfg.follow_links, key=key)
@@ -110,23 +132,30 @@ def _drop_bad_files(
     if not bad:
         return splits, []
     if cfg.bad_files == "error":
-        raise DataError(describe_bad_files(bad, action="fix or remove them, or set "
-                                                        "data.bad_files=skip to train without them"))
+        raise DataError(
+            describe_bad_files(
+                bad, action="fix or remove them, or set data.bad_files=skip to train without them"
+            )
+        )
     log.warning("%s", describe_bad_files(bad, action="skipping them (data.bad_files=skip)"))
     bad_paths = {b.path for b in bad}
     for role, split in folders.items():
         keep = [i for i, p in enumerate(split.paths) if p not in bad_paths]
         if not keep:
-            raise DataError(f"every image of the {role} split is bad ({len(split)} files, e.g. "
-                            f"{bad[0]}); fix the files, the data.{role}_dir setting, or both")
+            raise DataError(
+                f"every image of the {role} split is bad ({len(split)} files, e.g. "
+                f"{bad[0]}); fix the files, the data.{role}_dir setting, or both"
+            )
         splits[role] = split.subset(keep)
     train = splits["train"]
     if isinstance(train, FolderSplit):
         counts = train.class_counts(len(class_names))
         emptied = [class_names[c] for c in np.flatnonzero(counts == 0)]
         if emptied:
-            raise DataError(f"every training image of class(es) {', '.join(emptied)} is bad; "
-                            "fix the files or remove the class folder(s)")
+            raise DataError(
+                f"every training image of class(es) {', '.join(emptied)} is bad; "
+                "fix the files or remove the class folder(s)"
+            )
     return splits, bad
 
 
@@ -139,8 +168,13 @@ def find_bad_files(paths: list[str], *, full: bool = False) -> list[BadFile]:
 
         flagged = {b.path for b in bad}
         bad += full_scan_in_subprocess([p for p in paths if p not in flagged])
-    log.info("scanned %d image files in %.1f s (%s): %d bad", len(paths),
-             time.monotonic() - started, "full decode" if full else "quick", len(bad))
+    log.info(
+        "scanned %d image files in %.1f s (%s): %d bad",
+        len(paths),
+        time.monotonic() - started,
+        "full decode" if full else "quick",
+        len(bad),
+    )
     return bad
 
 

@@ -62,8 +62,18 @@ def train_dataset(
     pipeline); the dataset yields exactly steps * replicas_per_pipeline batches.
     """
     batching = Batching(per_replica_batch, replicas_per_pipeline, num_pipelines, pipeline)
-    return _dataset(split, cfg, tuple(image_size), channels, batching, seed=seed, epoch=epoch,
-                    start_step=start_step, training=True, cache_dir=cache_dir)
+    return _dataset(
+        split,
+        cfg,
+        tuple(image_size),
+        channels,
+        batching,
+        seed=seed,
+        epoch=epoch,
+        start_step=start_step,
+        training=True,
+        cache_dir=cache_dir,
+    )
 
 
 def eval_dataset(
@@ -83,34 +93,73 @@ def eval_dataset(
     Summed over all pipelines, the weight-1 entries are every sample exactly once.
     """
     batching = Batching(per_replica_batch, replicas_per_pipeline, num_pipelines, pipeline)
-    return _dataset(split, cfg, tuple(image_size), channels, batching, seed=0, epoch=0,
-                    start_step=0, training=False, cache_dir=cache_dir)
+    return _dataset(
+        split,
+        cfg,
+        tuple(image_size),
+        channels,
+        batching,
+        seed=0,
+        epoch=0,
+        start_step=0,
+        training=False,
+        cache_dir=cache_dir,
+    )
 
 
 def _dataset(
-    split: Split, cfg: DataConfig, image_size: tuple[int, int], channels: int,
-    batching: Batching, *, seed: int, epoch: int, start_step: int, training: bool,
+    split: Split,
+    cfg: DataConfig,
+    image_size: tuple[int, int],
+    channels: int,
+    batching: Batching,
+    *,
+    seed: int,
+    epoch: int,
+    start_step: int,
+    training: bool,
     cache_dir: str | None,
 ) -> tuple[tf.data.Dataset, int]:
     shuffle = cfg.shuffle and training
     if isinstance(split, FolderSplit):
-        plan = plan_epoch(len(split), batching.global_batch, seed=seed, epoch=epoch,
-                          shuffle=shuffle, training=training, pipeline=batching.pipeline,
-                          num_pipelines=batching.num_pipelines, start_step=start_step)
+        plan = plan_epoch(
+            len(split),
+            batching.global_batch,
+            seed=seed,
+            epoch=epoch,
+            shuffle=shuffle,
+            training=training,
+            pipeline=batching.pipeline,
+            num_pipelines=batching.num_pipelines,
+            start_step=start_step,
+        )
         ds = tf.data.Dataset.from_tensor_slices({"id": plan.indices, "weight": plan.weights})
-        cached = (cached_images(split, image_size, channels, cfg.cache, cache_dir)
-                  if cfg.cache != "none" else None)
+        cached = (
+            cached_images(split, image_size, channels, cfg.cache, cache_dir)
+            if cfg.cache != "none"
+            else None
+        )
         ds = ds.map(_folder_fields(split, cached), num_parallel_calls=AUTOTUNE)
         steps = plan.steps
     else:
         if cfg.cache != "none":
-            _warn_once(f"data.cache={cfg.cache} is ignored for TFRecord input: records are read "
-                       "in file order, not by sample")
-        ds, steps = _record_source(split, batching, seed=seed, epoch=epoch, shuffle=shuffle,
-                                   training=training, start_step=start_step)
+            _warn_once(
+                f"data.cache={cfg.cache} is ignored for TFRecord input: records are read "
+                "in file order, not by sample"
+            )
+        ds, steps = _record_source(
+            split,
+            batching,
+            seed=seed,
+            epoch=epoch,
+            shuffle=shuffle,
+            training=training,
+            start_step=start_step,
+        )
     augmenting = training and cfg.augment.enabled
-    ds = ds.map(_loader(cfg, image_size, channels, seed, epoch, augmenting),
-                num_parallel_calls=AUTOTUNE)
+    ds = ds.map(
+        _loader(cfg, image_size, channels, seed, epoch, augmenting), num_parallel_calls=AUTOTUNE
+    )
     ds = ds.batch(batching.per_replica_batch, drop_remainder=True)
     ds = ds.map(_finisher(cfg, augmenting), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE).with_options(_options()), steps
@@ -133,7 +182,11 @@ def _folder_fields(split: FolderSplit, cached: tf.Tensor | None) -> Callable:
 
 
 def _loader(
-    cfg: DataConfig, image_size: tuple[int, int], channels: int, seed: int, epoch: int,
+    cfg: DataConfig,
+    image_size: tuple[int, int],
+    channels: int,
+    seed: int,
+    epoch: int,
     augmenting: bool,
 ) -> Callable:
     """Decode and size one sample; when augmenting, also draw its random transform."""
@@ -167,19 +220,29 @@ def _finisher(cfg: DataConfig, augmenting: bool) -> Callable:
 
 
 def _record_source(
-    split: RecordSplit, batching: Batching, *, seed: int, epoch: int, shuffle: bool,
-    training: bool, start_step: int,
+    split: RecordSplit,
+    batching: Batching,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    training: bool,
+    start_step: int,
 ) -> tuple[tf.data.Dataset, int]:
     """Records of this pipeline, padded with weight-0 records to whole steps."""
-    layout = record_layout(split.counts, batching, seed=seed, epoch=epoch, shuffle=shuffle,
-                           training=training)
+    layout = record_layout(
+        split.counts, batching, seed=seed, epoch=epoch, shuffle=shuffle, training=training
+    )
     real = read_records([split.files[i] for i in layout.files])
     if layout.by_record:
         real = real.shard(batching.num_pipelines, batching.pipeline)
     if shuffle:
         state = np.random.SeedSequence([seed, epoch, batching.pipeline]).generate_state(1)
-        real = real.shuffle(max(1, min(layout.mine, SHUFFLE_BUFFER)), seed=int(state[0]),
-                            reshuffle_each_iteration=False)
+        real = real.shuffle(
+            max(1, min(layout.mine, SHUFFLE_BUFFER)),
+            seed=int(state[0]),
+            reshuffle_each_iteration=False,
+        )
     padding = read_records(split.files).repeat()
     per_pipeline = batching.per_pipeline
     start = min(start_step, layout.steps)
@@ -189,8 +252,9 @@ def _record_source(
 
     def fields(position: tf.Tensor, record: tf.Tensor) -> dict[str, tf.Tensor]:
         e = parse_record(record)
-        e["weight"] = tf.where(position < layout.mine,
-                               tf.gather(weights, position // per_pipeline), 0.0)
+        e["weight"] = tf.where(
+            position < layout.mine, tf.gather(weights, position // per_pipeline), 0.0
+        )
         return e
 
     return ds.map(fields, num_parallel_calls=AUTOTUNE), layout.steps - start

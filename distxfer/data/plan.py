@@ -66,7 +66,9 @@ def plan_epoch(
     if num_samples < 1:
         raise ValueError("cannot plan an epoch over zero samples")
     if global_batch % num_pipelines:
-        raise ValueError(f"global batch {global_batch} is not a multiple of {num_pipelines} pipelines")
+        raise ValueError(
+            f"global batch {global_batch} is not a multiple of {num_pipelines} pipelines"
+        )
     if not 0 <= pipeline < num_pipelines:
         raise ValueError(f"pipeline {pipeline} is outside 0..{num_pipelines - 1}")
     order = epoch_order(num_samples, seed, epoch, shuffle)

@@ -38,11 +38,15 @@ def read_meta(folder: str) -> dict[str, Any]:
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read {path} ({error}); {redo}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DataError(f"{path} was not written by distxfer (no \"format\": \"{FORMAT}\"); "
-                        "point the data setting at a class-folder dataset or a converted folder")
+        raise DataError(
+            f'{path} was not written by distxfer (no "format": "{FORMAT}"); '
+            "point the data setting at a class-folder dataset or a converted folder"
+        )
     if meta.get("version") != VERSION:
-        raise DataError(f"{path} has format version {meta.get('version')}, this distxfer reads "
-                        f"version {VERSION}; {redo}")
+        raise DataError(
+            f"{path} has format version {meta.get('version')}, this distxfer reads "
+            f"version {VERSION}; {redo}"
+        )
     splits = meta.get("splits")
     if not isinstance(splits, dict) or not splits or not meta.get("class_names"):
         raise DataError(f"{path} lists no splits or no classes; {redo}")
@@ -57,8 +61,10 @@ def record_split(folder: str, meta: dict[str, Any], name: str) -> RecordSplit:
     counts = tuple(int(f["count"]) for f in entry["files"])
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
-        raise DataError(f"{len(missing)} record file(s) listed in {folder}/{META_FILE} are "
-                        f"missing, e.g. {missing[0]}; copy the whole folder again or re-convert")
+        raise DataError(
+            f"{len(missing)} record file(s) listed in {folder}/{META_FILE} are "
+            f"missing, e.g. {missing[0]}; copy the whole folder again or re-convert"
+        )
     return RecordSplit(name, files, counts)
 
 

@@ -66,11 +66,16 @@ def _check(path: str, windows: tuple[int, int]) -> tuple[FileCheck, int]:
     try:
         head, tail, tail_start, size = _read_ends(path, *windows)
     except OSError as error:
-        return FileCheck(path, "unreadable", "",
-                         f"cannot be read ({error.strerror}); fix its permissions or remove it"), 0
+        return FileCheck(
+            path,
+            "unreadable",
+            "",
+            f"cannot be read ({error.strerror}); fix its permissions or remove it",
+        ), 0
     if size == 0:
-        return FileCheck(path, "empty", "", "is empty (0 bytes); replace it with the real image "
-                         "or remove it"), 0
+        return FileCheck(
+            path, "empty", "", "is empty (0 bytes); replace it with the real image or remove it"
+        ), 0
     kind = sniff_kind(head)
     checker = _CHECKERS.get(kind)
     if checker is None:
@@ -95,11 +100,19 @@ def _read_ends(path: str, head_bytes: int, tail_bytes: int) -> tuple[bytes, byte
 
 
 _OTHER_KINDS = {
-    b"II*\x00": "tiff", b"MM\x00*": "tiff", b"8BPS": "psd", b"\x00\x00\x01\x00": "ico",
+    b"II*\x00": "tiff",
+    b"MM\x00*": "tiff",
+    b"8BPS": "psd",
+    b"\x00\x00\x01\x00": "ico",
 }
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-_KIND_NAMES = {"tiff": "TIFF", "psd": "Photoshop", "ico": "Windows icon", "heic": "HEIC/HEIF",
-               "avif": "AVIF"}
+_KIND_NAMES = {
+    "tiff": "TIFF",
+    "psd": "Photoshop",
+    "ico": "Windows icon",
+    "heic": "HEIC/HEIF",
+    "avif": "AVIF",
+}
 
 
 def sniff_kind(head: bytes) -> str:
@@ -118,7 +131,9 @@ def sniff_kind(head: bytes) -> str:
         return _OTHER_KINDS[head[:4]]
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        return "avif" if brand in (b"avif", b"avis") else "heic" if brand in _HEIF_BRANDS else "video"
+        return (
+            "avif" if brand in (b"avif", b"avis") else "heic" if brand in _HEIF_BRANDS else "video"
+        )
     sample = head[:512]
     if all(b in b"\t\n\r\f" or 32 <= b < 127 or b >= 128 for b in sample):
         try:
@@ -136,8 +151,10 @@ def _unsupported(kind: str, head: bytes) -> str:
         return f"is a text file, not an image (it starts with {head[:24]!r}); remove it"
     if kind == "video":
         return "is a video (MP4/MOV), not an image; remove it"
-    return (f"is not a JPEG, PNG, GIF, BMP or WebP image (it starts with bytes "
-            f"{head[:8].hex(' ')}); {CONVERT}")
+    return (
+        f"is not a JPEG, PNG, GIF, BMP or WebP image (it starts with bytes "
+        f"{head[:8].hex(' ')}); {CONVERT}"
+    )
 
 
 Checker = Callable[[bytes, bytes, int, int], tuple[str, "str | None"]]
@@ -158,8 +175,9 @@ def _check_jpeg(head: bytes, tail: bytes, tail_start: int, size: int) -> tuple[s
         if marker in _JPEG_HIERARCHICAL:
             return detail, f"is a hierarchical JPEG, which TensorFlow cannot decode; {CONVERT}"
         if precision != 8:
-            return detail, (f"is a {precision}-bit JPEG; TensorFlow decodes only 8-bit JPEGs, so "
-                            f"{CONVERT}")
+            return detail, (
+                f"is a {precision}-bit JPEG; TensorFlow decodes only 8-bit JPEGs, so {CONVERT}"
+            )
         if width == 0 or height == 0 or components not in (1, 3, 4):
             return detail, f"has a JPEG header TensorFlow cannot decode; {CONVERT}"
     if scan_at is None and size <= len(head):
@@ -187,8 +205,13 @@ def _jpeg_frame(head: bytes) -> tuple[tuple[int, int, int, int, int] | None, int
         if marker == 0xDA:
             return frame, pos
         if marker in _JPEG_SOF and pos + 10 <= len(head):
-            frame = (marker, head[pos + 4], int.from_bytes(head[pos + 5 : pos + 7], "big"),
-                     int.from_bytes(head[pos + 7 : pos + 9], "big"), head[pos + 9])
+            frame = (
+                marker,
+                head[pos + 4],
+                int.from_bytes(head[pos + 5 : pos + 7], "big"),
+                int.from_bytes(head[pos + 7 : pos + 9], "big"),
+                head[pos + 9],
+            )
         pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
     return frame, None
 
@@ -201,7 +224,9 @@ def _check_png(head: bytes, tail: bytes, tail_start: int, size: int) -> tuple[st
         return "", f"has a corrupt PNG header; {CONVERT}"
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     depth, colour, interlaced = head[24], head[25], head[28]
-    detail = f"{depth}-bit {_PNG_COLOURS.get(colour, 'unknown')}" + (" interlaced" * bool(interlaced))
+    detail = f"{depth}-bit {_PNG_COLOURS.get(colour, 'unknown')}" + (
+        " interlaced" * bool(interlaced)
+    )
     if width == 0 or height == 0 or colour not in _PNG_COLOURS:
         return detail, f"has a corrupt PNG header; {CONVERT}"
     end = tail.rfind(b"IEND")
@@ -233,13 +258,17 @@ def _check_bmp(head: bytes, tail: bytes, tail_start: int, size: int) -> tuple[st
     if compression not in (0, 3):
         return detail, f"is a compressed BMP, which TensorFlow cannot decode; {CONVERT}"
     if compression == 3 and head[54:66] != bytes.fromhex("0000ff00 00ff0000 ff000000"):
-        return detail, (f"is a BMP with an unusual channel layout, which TensorFlow would read "
-                        f"with wrong colours; {CONVERT}")
+        return detail, (
+            f"is a BMP with an unusual channel layout, which TensorFlow would read "
+            f"with wrong colours; {CONVERT}"
+        )
     if bits == 8:
         detail = "8-bit palette"
         if not _gray_palette(head, 14 + header_size, offset, _le(head, 46, 4)):
-            return detail, (f"is a palette BMP, which TensorFlow would read with wrong colours "
-                            f"(it ignores the palette); {CONVERT}")
+            return detail, (
+                f"is a palette BMP, which TensorFlow would read with wrong colours "
+                f"(it ignores the palette); {CONVERT}"
+            )
         detail = "8-bit gray"
     if width <= 0 or height == 0:
         return detail, f"has a corrupt BMP header; {CONVERT}"
@@ -247,8 +276,10 @@ def _check_bmp(head: bytes, tail: bytes, tail_start: int, size: int) -> tuple[st
     if size < expected:
         return detail, _TRUNCATED.format(what=f"{size} of {expected} bytes")
     if size > expected:
-        return detail, (f"has {size - expected} bytes after its pixel data, which TensorFlow's "
-                        f"BMP decoder rejects; {CONVERT}")
+        return detail, (
+            f"has {size - expected} bytes after its pixel data, which TensorFlow's "
+            f"BMP decoder rejects; {CONVERT}"
+        )
     return detail, None
 
 
@@ -271,6 +302,9 @@ def _le(data: bytes, at: int, n: int, signed: bool = False) -> int:
 
 
 _CHECKERS: dict[str, Checker] = {
-    "jpeg": _check_jpeg, "png": _check_png, "gif": _check_gif, "bmp": _check_bmp,
+    "jpeg": _check_jpeg,
+    "png": _check_png,
+    "gif": _check_gif,
+    "bmp": _check_bmp,
     "webp": _check_webp,
 }

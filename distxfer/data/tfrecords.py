@@ -56,12 +56,20 @@ def convert_to_tfrecords(
     16, at most one per image); smaller splits get the same count or one per image.
     The split, scan and bad-file rules are those of training (`load_splits`).
     """
-    cfg = DataConfig(train_dir=src_dir, val_split=val_split, test_dir=test_dir, scan=scan,
-                     bad_files=bad_files, follow_links=follow_links)  # type: ignore[arg-type]
+    cfg = DataConfig(
+        train_dir=src_dir,
+        val_split=val_split,
+        test_dir=test_dir,
+        scan=scan,
+        bad_files=bad_files,
+        follow_links=follow_links,
+    )  # type: ignore[arg-type]
     cfg.check("convert")
     if is_record_folder(src_dir):
-        raise DataError(f"{src_dir} already holds TFRecords (it has a {META_FILE}); point the "
-                        "converter at a folder of class folders")
+        raise DataError(
+            f"{src_dir} already holds TFRecords (it has a {META_FILE}); point the "
+            "converter at a folder of class folders"
+        )
     splits = load_splits(cfg, seed)
     _prepare(out_dir)
     train_shards = shards or default_shards(splits.train)  # type: ignore[arg-type]
@@ -71,12 +79,21 @@ def convert_to_tfrecords(
             count = max(1, min(len(split), train_shards))
             written[name] = _write_split(split, out_dir, name, count, seed)
             written[name]["class_counts"] = split.class_counts(splits.num_classes).tolist()
-    meta = {"class_names": list(splits.class_names), "splits": written,
-            "source": os.path.abspath(src_dir), "val_split": val_split, "seed": seed,
-            "skipped": [[b.path, b.reason] for b in splits.skipped]}
+    meta = {
+        "class_names": list(splits.class_names),
+        "splits": written,
+        "source": os.path.abspath(src_dir),
+        "val_split": val_split,
+        "seed": seed,
+        "skipped": [[b.path, b.reason] for b in splits.skipped],
+    }
     write_meta(out_dir, meta)
-    log.info("wrote %s", ", ".join(f"{n}: {s['count']} images in {len(s['files'])} files"
-                                    for n, s in written.items()))
+    log.info(
+        "wrote %s",
+        ", ".join(
+            f"{n}: {s['count']} images in {len(s['files'])} files" for n, s in written.items()
+        ),
+    )
     return meta
 
 
@@ -88,8 +105,10 @@ def default_shards(split: FolderSplit) -> int:
 
 def _prepare(out_dir: str) -> None:
     if is_record_folder(out_dir):
-        raise DataError(f"{out_dir} already holds converted records ({META_FILE}); delete it or "
-                        "choose another output folder")
+        raise DataError(
+            f"{out_dir} already holds converted records ({META_FILE}); delete it or "
+            "choose another output folder"
+        )
     os.makedirs(out_dir, exist_ok=True)
     for name in os.listdir(out_dir):  # leftovers of an interrupted conversion
         if ".tfrecord" in name:
@@ -97,14 +116,22 @@ def _prepare(out_dir: str) -> None:
 
 
 def _write_split(split: FolderSplit, out_dir: str, name: str, shards: int, seed: int) -> dict:
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, zlib.crc32(name.encode())])))
+    rng = np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
+    )
     parts = np.array_split(rng.permutation(len(split)), shards)
     names = [f"{name}-{k:05d}-of-{shards:05d}.tfrecord" for k in range(shards)]
     with ThreadPoolExecutor(max_workers=min(8, shards)) as pool:
-        list(pool.map(lambda k: _write_shard(split, parts[k], os.path.join(out_dir, names[k])),
-                      range(shards)))
-    return {"count": len(split),
-            "files": [{"name": n, "count": len(p)} for n, p in zip(names, parts, strict=True)]}
+        list(
+            pool.map(
+                lambda k: _write_shard(split, parts[k], os.path.join(out_dir, names[k])),
+                range(shards),
+            )
+        )
+    return {
+        "count": len(split),
+        "files": [{"name": n, "count": len(p)} for n, p in zip(names, parts, strict=True)],
+    }
 
 
 def _write_shard(split: FolderSplit, ids: np.ndarray, path: str) -> None:
@@ -120,8 +147,9 @@ def _example(data: bytes, label: int, sample_id: int, path: str) -> bytes:
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         "id": tf.train.Feature(int64_list=tf.train.Int64List(value=[sample_id])),
-        "path": tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[path.encode("utf-8", "surrogateescape")])),
+        "path": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[path.encode("utf-8", "surrogateescape")])
+        ),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -129,12 +157,20 @@ def _example(data: bytes, label: int, sample_id: int, path: str) -> bytes:
 def read_records(files: Sequence[str]) -> tf.data.Dataset:
     """Serialized records of `files`, interleaved record by record in a fixed order."""
     ds = tf.data.Dataset.from_tensor_slices(list(files))
-    return ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 8),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
 
 
 def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """One record -> {"data": encoded image bytes, "label": int32, "id": int64}."""
     parsed = tf.io.parse_single_example(serialized, _FEATURES)
-    return {"data": parsed["image"], "label": tf.cast(parsed["label"], tf.int32),
-            "id": parsed["id"]}
+    return {
+        "data": parsed["image"],
+        "label": tf.cast(parsed["label"], tf.int32),
+        "id": parsed["id"],
+    }

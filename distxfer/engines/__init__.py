@@ -32,14 +32,18 @@ def create_engine(cfg: EngineConfig, launch: Launch | None = None) -> Engine:
         from distxfer.engines.tfconfig import ensure_tf_config
 
         how = ensure_tf_config(launch)
-        configure_devices(threads=cfg.threads, gpu_index=launch.local_rank if launch.local_size > 1 else None)
+        configure_devices(
+            threads=cfg.threads, gpu_index=launch.local_rank if launch.local_size > 1 else None
+        )
         return MultiWorkerEngine(collective=cfg.collective, reason=f"{reason}; {how}")
     if launch.size > 1:
         raise EngineError(
             f"engine {name} runs in one process, but {launch.launcher} started {launch.size};"
             " use engine.name=horovod or multiworker, or start one process"
         )
-    gpus = configure_devices(threads=cfg.threads, cpu_replicas=cfg.cpu_replicas if name == "mirrored" else 0)
+    gpus = configure_devices(
+        threads=cfg.threads, cpu_replicas=cfg.cpu_replicas if name == "mirrored" else 0
+    )
     if name == "mirrored":
         from distxfer.engines.mirrored import MirroredEngine
 
@@ -68,4 +72,6 @@ def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
             " (or engine.name=multiworker, which plain srun can start)"
         )
     configure_devices(threads=cfg.threads, gpu_index=launch.local_rank)
-    return HorovodEngine(fp16_allreduce=cfg.fp16_allreduce, reason=reason, expected_size=launch.size)
+    return HorovodEngine(
+        fp16_allreduce=cfg.fp16_allreduce, reason=reason, expected_size=launch.size
+    )

@@ -30,8 +30,15 @@ class Engine:
 
     name: str = "engine"
 
-    def __init__(self, *, rank: int = 0, local_rank: int = 0, size: int = 1, local_replicas: int = 1,
-                 reason: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        rank: int = 0,
+        local_rank: int = 0,
+        size: int = 1,
+        local_replicas: int = 1,
+        reason: str = "",
+    ) -> None:
         self.rank = rank
         self.local_rank = local_rank
         self.size = size  # processes
@@ -47,8 +54,10 @@ class Engine:
         return self.rank == 0
 
     def describe(self) -> str:
-        return (f"{self.name}: {self.size} process(es) x {self.local_replicas} replica(s)"
-                f" = {self.num_replicas} replica(s)")
+        return (
+            f"{self.name}: {self.size} process(es) x {self.local_replicas} replica(s)"
+            f" = {self.num_replicas} replica(s)"
+        )
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
         """Context in which the model and optimizer variables are created."""
@@ -106,8 +115,9 @@ class Engine:
         """Release the engine's resources at the end of a run."""
 
 
-def sum_by_dtype(arrays: Sequence[np.ndarray], summer: Callable[[list[np.ndarray]], list[np.ndarray]]
-                 ) -> list[np.ndarray]:
+def sum_by_dtype(
+    arrays: Sequence[np.ndarray], summer: Callable[[list[np.ndarray]], list[np.ndarray]]
+) -> list[np.ndarray]:
     """Apply a batched collective `summer` once per dtype (batched all-reduces need one dtype)."""
     groups: dict[str, list[int]] = {}
     for index, array in enumerate(arrays):

@@ -37,20 +37,41 @@ def _int(env: Mapping[str, str], *names: str, default: int = 0) -> int:
 def detect_launch(env: Mapping[str, str] | None = None) -> Launch:
     env = os.environ if env is None else env
     if "HOROVOD_RANK" in env:
-        return Launch("horovodrun", _int(env, "HOROVOD_RANK"), _int(env, "HOROVOD_LOCAL_RANK"),
-                      _int(env, "HOROVOD_SIZE", default=1), _int(env, "HOROVOD_LOCAL_SIZE", default=1))
+        return Launch(
+            "horovodrun",
+            _int(env, "HOROVOD_RANK"),
+            _int(env, "HOROVOD_LOCAL_RANK"),
+            _int(env, "HOROVOD_SIZE", default=1),
+            _int(env, "HOROVOD_LOCAL_SIZE", default=1),
+        )
     if "OMPI_COMM_WORLD_RANK" in env:
-        return Launch("mpirun", _int(env, "OMPI_COMM_WORLD_RANK"), _int(env, "OMPI_COMM_WORLD_LOCAL_RANK"),
-                      _int(env, "OMPI_COMM_WORLD_SIZE", default=1),
-                      _int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", default=1))
+        return Launch(
+            "mpirun",
+            _int(env, "OMPI_COMM_WORLD_RANK"),
+            _int(env, "OMPI_COMM_WORLD_LOCAL_RANK"),
+            _int(env, "OMPI_COMM_WORLD_SIZE", default=1),
+            _int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", default=1),
+        )
     if ("PMI_RANK" in env or "PMIX_RANK" in env) and "SLURM_PROCID" not in env:
-        return Launch("mpirun", _int(env, "PMI_RANK", "PMIX_RANK"), _int(env, "MPI_LOCALRANKID"),
-                      _int(env, "PMI_SIZE", default=1), _int(env, "MPI_LOCALNRANKS", default=1))
-    if "SLURM_PROCID" in env and "SLURM_STEP_ID" in env and _int(env, "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS",
-                                                                   default=1) > 1:
-        return Launch("srun", _int(env, "SLURM_PROCID"), _int(env, "SLURM_LOCALID"),
-                      _int(env, "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", default=1),
-                      _local_tasks(env))
+        return Launch(
+            "mpirun",
+            _int(env, "PMI_RANK", "PMIX_RANK"),
+            _int(env, "MPI_LOCALRANKID"),
+            _int(env, "PMI_SIZE", default=1),
+            _int(env, "MPI_LOCALNRANKS", default=1),
+        )
+    if (
+        "SLURM_PROCID" in env
+        and "SLURM_STEP_ID" in env
+        and _int(env, "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", default=1) > 1
+    ):
+        return Launch(
+            "srun",
+            _int(env, "SLURM_PROCID"),
+            _int(env, "SLURM_LOCALID"),
+            _int(env, "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", default=1),
+            _local_tasks(env),
+        )
     if env.get("TF_CONFIG"):
         rank, size = tf_config_position(env["TF_CONFIG"])
         return Launch("tf_config", rank, 0, size, 1)
@@ -61,7 +82,9 @@ def _local_tasks(env: Mapping[str, str]) -> int:
     # SLURM_STEP_TASKS_PER_NODE looks like "2(x3),1"; this node's count is what we need.
     node = _int(env, "SLURM_NODEID")
     counts: list[int] = []
-    for part in env.get("SLURM_STEP_TASKS_PER_NODE", env.get("SLURM_TASKS_PER_NODE", "1")).split(","):
+    for part in env.get("SLURM_STEP_TASKS_PER_NODE", env.get("SLURM_TASKS_PER_NODE", "1")).split(
+        ","
+    ):
         count, _, repeat = part.partition("(x")
         counts += [int(count)] * (int(repeat.rstrip(")")) if repeat else 1)
     return counts[node] if node < len(counts) else 1
@@ -77,8 +100,10 @@ def tf_config_position(text: str) -> tuple[int, int]:
         index = int(task.get("index", 0))
         rank = index if task["type"] == "chief" else chiefs + index
     except (ValueError, KeyError, TypeError) as exc:
-        raise EngineError(f"TF_CONFIG is not valid ({exc}); it must be JSON with 'cluster' and 'task',"
-                          " or unset it and let distxfer build it") from None
+        raise EngineError(
+            f"TF_CONFIG is not valid ({exc}); it must be JSON with 'cluster' and 'task',"
+            " or unset it and let distxfer build it"
+        ) from None
     return rank, chiefs + workers
 
 
@@ -86,7 +111,9 @@ def horovod_available() -> bool:
     return importlib.util.find_spec("horovod") is not None
 
 
-def choose_engine(requested: str, launch: Launch, gpu_count: int, cpu_replicas: int) -> tuple[str, str]:
+def choose_engine(
+    requested: str, launch: Launch, gpu_count: int, cpu_replicas: int
+) -> tuple[str, str]:
     """The engine to run and why, for `engine.name` = requested (`auto` decides from the launch)."""
     if requested != "auto":
         return requested, "set by engine.name"
@@ -95,7 +122,10 @@ def choose_engine(requested: str, launch: Launch, gpu_count: int, cpu_replicas: 
     if launch.launcher in ("mpirun", "srun") and launch.size > 1:
         if horovod_available():
             return "horovod", f"started by {launch.launcher} with {launch.size} processes"
-        return "multiworker", f"started by {launch.launcher} with {launch.size} processes; horovod is not installed"
+        return (
+            "multiworker",
+            f"started by {launch.launcher} with {launch.size} processes; horovod is not installed",
+        )
     if launch.launcher == "tf_config":
         return "multiworker", "TF_CONFIG is set"
     if gpu_count > 1:

@@ -7,7 +7,9 @@ from typing import Any
 from distxfer.errors import EngineError
 
 
-def configure_devices(*, threads: int = 0, cpu_replicas: int = 0, gpu_index: int | None = None) -> list[Any]:
+def configure_devices(
+    *, threads: int = 0, cpu_replicas: int = 0, gpu_index: int | None = None
+) -> list[Any]:
     """Set thread counts, pin a GPU, turn on memory growth, split the CPU; return the visible GPUs.
 
     `gpu_index` pins one GPU per process (Horovod: the local rank). `cpu_replicas` > 1 splits a

@@ -30,8 +30,13 @@ class HorovodEngine(Engine):
                 f"Horovod sees {hvd.size()} process(es) but the launcher started {expected_size};"
                 " under srun use --mpi=pmix, or start with horovodrun or mpirun"
             )
-        super().__init__(rank=hvd.rank(), local_rank=hvd.local_rank(), size=hvd.size(),
-                         local_replicas=1, reason=reason)
+        super().__init__(
+            rank=hvd.rank(),
+            local_rank=hvd.local_rank(),
+            size=hvd.size(),
+            local_replicas=1,
+            reason=reason,
+        )
         self._hvd = hvd
         self._compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
 
@@ -39,8 +44,9 @@ class HorovodEngine(Engine):
         if self.size == 1:
             return list(grads)
         present = [i for i, g in enumerate(grads) if g is not None]
-        summed = self._hvd.grouped_allreduce([grads[i] for i in present], op=self._hvd.Sum,
-                                             compression=self._compression)
+        summed = self._hvd.grouped_allreduce(
+            [grads[i] for i in present], op=self._hvd.Sum, compression=self._compression
+        )
         result = list(grads)
         for i, g in zip(present, summed):
             result[i] = g
@@ -50,8 +56,12 @@ class HorovodEngine(Engine):
         arrays = [np.asarray(v) for v in values]
         if self.size == 1 or not arrays:
             return arrays
-        return sum_by_dtype(arrays, lambda group: self._hvd.grouped_allreduce(
-            [tf.constant(a) for a in group], op=self._hvd.Sum))
+        return sum_by_dtype(
+            arrays,
+            lambda group: self._hvd.grouped_allreduce(
+                [tf.constant(a) for a in group], op=self._hvd.Sum
+            ),
+        )
 
     def sync_replica_state(self, variables: Sequence[Any]) -> None:
         state = [v for v in variables if not v.trainable and v.dtype.startswith("float")]

@@ -17,5 +17,7 @@ class MirroredEngine(StrategyEngine):
         else:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
             cross_device_ops = tf.distribute.ReductionToOneDevice(reduce_to_device="/cpu:0")
-        strategy = tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=cross_device_ops)
+        strategy = tf.distribute.MirroredStrategy(
+            devices=devices, cross_device_ops=cross_device_ops
+        )
         super().__init__(strategy, rank=0, size=1, reason=reason)

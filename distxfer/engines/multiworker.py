@@ -28,12 +28,21 @@ class MultiWorkerEngine(StrategyEngine):
 
     def __init__(self, *, collective: str, reason: str) -> None:
         # Pack the step's gradients into few all-reduces instead of one per variable.
-        options = tf.distribute.experimental.CommunicationOptions(bytes_per_pack=PACK_BYTES,
-                                                                  implementation=_IMPLEMENTATIONS[collective])
+        options = tf.distribute.experimental.CommunicationOptions(
+            bytes_per_pack=PACK_BYTES, implementation=_IMPLEMENTATIONS[collective]
+        )
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         resolver = strategy.cluster_resolver
-        workers = len(resolver.cluster_spec().as_dict().get("worker", [])) if resolver.cluster_spec() else 1
-        chiefs = len(resolver.cluster_spec().as_dict().get("chief", [])) if resolver.cluster_spec() else 0
+        workers = (
+            len(resolver.cluster_spec().as_dict().get("worker", []))
+            if resolver.cluster_spec()
+            else 1
+        )
+        chiefs = (
+            len(resolver.cluster_spec().as_dict().get("chief", []))
+            if resolver.cluster_spec()
+            else 0
+        )
         size = max(1, workers + chiefs)
         task_type, task_id = resolver.task_type, resolver.task_id or 0
         rank = task_id if task_type in (None, "chief") else chiefs + task_id
@@ -47,7 +56,9 @@ class MultiWorkerEngine(StrategyEngine):
         def contribute() -> tf.Tensor:
             context = tf.distribute.get_replica_context()
             first = tf.equal(context.replica_id_in_sync_group % local_replicas, 0)
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.where(first, vector, tf.zeros_like(vector)))
+            return context.all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.where(first, vector, tf.zeros_like(vector))
+            )
 
         return self.strategy.experimental_local_results(self.strategy.run(contribute))[0]
 

@@ -36,8 +36,9 @@ def ensure_tf_config(launch: Launch, env: dict[str, str] | None = None) -> str:
             f"engine multiworker needs TF_CONFIG, or to be started by mpirun or srun (found {launch.launcher});"
             " use launch/multiworker_local.sh on one machine"
         )
-    env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers},
-                                   "task": {"type": "worker", "index": launch.rank}})
+    env["TF_CONFIG"] = json.dumps(
+        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": launch.rank}}
+    )
     return how
 
 
@@ -67,13 +68,19 @@ def workers_from_slurm(env: Mapping[str, str]) -> list[str]:
             " use --distribution=block, or launch with --mpi=pmix so addresses are exchanged with mpi4py"
         )
     hosts = expand_hostlist(env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", ""))
-    counts = tasks_per_node(env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE", "1"))
+    counts = tasks_per_node(
+        env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE", "1")
+    )
     if len(counts) == 1 and len(hosts) > 1:
         counts = counts * len(hosts)
     if len(hosts) != len(counts):
-        raise EngineError(f"Slurm lists {len(hosts)} nodes but tasks for {len(counts)}; set TF_CONFIG yourself")
+        raise EngineError(
+            f"Slurm lists {len(hosts)} nodes but tasks for {len(counts)}; set TF_CONFIG yourself"
+        )
     base = int(env.get("DISTXFER_PORT_BASE") or 20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000)
-    return [f"{host}:{base + local}" for host, count in zip(hosts, counts) for local in range(count)]
+    return [
+        f"{host}:{base + local}" for host, count in zip(hosts, counts) for local in range(count)
+    ]
 
 
 def tasks_per_node(text: str) -> list[int]:
@@ -82,7 +89,9 @@ def tasks_per_node(text: str) -> list[int]:
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
         if not match:
-            raise EngineError(f"cannot read Slurm's tasks per node {text!r}; set TF_CONFIG yourself")
+            raise EngineError(
+                f"cannot read Slurm's tasks per node {text!r}; set TF_CONFIG yourself"
+            )
         counts += [int(match.group(1))] * int(match.group(2) or 1)
     return counts
 

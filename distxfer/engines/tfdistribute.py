@@ -20,9 +20,16 @@ from distxfer.engines.base import Engine
 class StrategyEngine(Engine):
     """An engine whose replicas are driven by a `tf.distribute.Strategy`."""
 
-    def __init__(self, strategy: tf.distribute.Strategy, *, rank: int, size: int, reason: str) -> None:
-        super().__init__(rank=rank, local_rank=0, size=size,
-                         local_replicas=strategy.num_replicas_in_sync // size, reason=reason)
+    def __init__(
+        self, strategy: tf.distribute.Strategy, *, rank: int, size: int, reason: str
+    ) -> None:
+        super().__init__(
+            rank=rank,
+            local_rank=0,
+            size=size,
+            local_replicas=strategy.num_replicas_in_sync // size,
+            reason=reason,
+        )
         self.strategy = strategy
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:
@@ -44,8 +51,10 @@ class StrategyEngine(Engine):
         state = [v for v in variables if not v.trainable and v.dtype.startswith("float")]
         if not state:
             return
-        local = [sum(t.numpy() for t in self.strategy.experimental_local_results(_tf_variable(v)))
-                 for v in state]
+        local = [
+            sum(t.numpy() for t in self.strategy.experimental_local_results(_tf_variable(v)))
+            for v in state
+        ]
         total = self.all_sum(local)
         for variable, value in zip(state, total):
             variable.assign(value / self.num_replicas)
@@ -54,4 +63,3 @@ class StrategyEngine(Engine):
 def _tf_variable(variable: Any) -> Any:
     """The tf.Variable behind a Keras 3 variable (the distributed one under a strategy)."""
     return getattr(variable, "value", variable)
-

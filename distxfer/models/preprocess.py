@@ -62,8 +62,13 @@ def _rescaling(scale, offset, suffix: str = "scale") -> keras.layers.Rescaling:
 def _rgb_to_bgr_minus_mean() -> keras.layers.Conv2D:
     """A fixed 1x1 convolution: output channel c is input channel 2-c minus the BGR mean."""
     conv = keras.layers.Conv2D(
-        3, 1, dtype="float32", trainable=False, name=f"{PREFIX}_bgr",
-        kernel_initializer="zeros", bias_initializer="zeros",
+        3,
+        1,
+        dtype="float32",
+        trainable=False,
+        name=f"{PREFIX}_bgr",
+        kernel_initializer="zeros",
+        bias_initializer="zeros",
     )
     conv.build((None, None, None, 3))
     kernel = np.zeros((1, 1, 3, 3), dtype=np.float32)

@@ -25,8 +25,15 @@ from distxfer.models.backbones import BackboneSpec, backbone_names, resolve_back
 
 # Constructor arguments distxfer sets itself; a user may pass any other one via backbone_args.
 _MANAGED_ARGS = {
-    "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
-    "classifier_activation", "name", "include_preprocessing",
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "name",
+    "include_preprocessing",
 }
 
 

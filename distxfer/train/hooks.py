@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 def metrics_from_stats(stats: np.ndarray, top_k: int, prefix: str = "") -> dict[str, float]:
     """Mean loss and accuracies from summed (loss, correct, top-k correct, count)."""
     count = max(float(stats[COUNT]), 1.0)
-    metrics = {f"{prefix}loss": float(stats[LOSS]) / count, f"{prefix}accuracy": float(stats[CORRECT]) / count}
+    metrics = {
+        f"{prefix}loss": float(stats[LOSS]) / count,
+        f"{prefix}accuracy": float(stats[CORRECT]) / count,
+    }
     if top_k:
         metrics[f"{prefix}top{top_k}_accuracy"] = float(stats[TOPK]) / count
     return metrics
@@ -58,16 +61,25 @@ class ProgressHook(Hook):
 
     def on_phase_begin(self, trainer: Trainer, index: int, phase: PhaseConfig) -> None:
         summary = trainer.trainable_summary
-        print(f"Phase {index + 1}/{len(trainer.config.phases)} '{phase.name}': trainable={phase.trainable}"
-              f" ({summary}), optimizer={phase.optimizer}, peak lr={trainer.peak_lr:.3g},"
-              f" global batch={trainer.global_batch}", flush=True)
+        print(
+            f"Phase {index + 1}/{len(trainer.config.phases)} '{phase.name}': trainable={phase.trainable}"
+            f" ({summary}), optimizer={phase.optimizer}, peak lr={trainer.peak_lr:.3g},"
+            f" global batch={trainer.global_batch}",
+            flush=True,
+        )
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int, steps: int, start_step: int) -> None:
         phase = trainer.config.phases[trainer.position.phase]
-        print(f"Epoch {epoch + 1}/{phase.epochs}" + (f" (resuming at step {start_step})" if start_step else ""),
-              flush=True)
-        self._bar = self._keras.utils.Progbar(target=steps, verbose=self.verbose,
-                                               stateful_metrics=["loss", "accuracy", "learning_rate"])
+        print(
+            f"Epoch {epoch + 1}/{phase.epochs}"
+            + (f" (resuming at step {start_step})" if start_step else ""),
+            flush=True,
+        )
+        self._bar = self._keras.utils.Progbar(
+            target=steps,
+            verbose=self.verbose,
+            stateful_metrics=["loss", "accuracy", "learning_rate"],
+        )
         self._step = start_step
         self._last = time.monotonic()
 
@@ -87,5 +99,8 @@ class ProgressHook(Hook):
 
     def on_checkpoint(self, trainer: Trainer, path: str, reason: str) -> None:
         if reason in ("signal", "time"):
-            print(f"Stopped on {'a signal' if reason == 'signal' else 'the time limit'};"
-                  f" checkpoint {path}", flush=True)
+            print(
+                f"Stopped on {'a signal' if reason == 'signal' else 'the time limit'};"
+                f" checkpoint {path}",
+                flush=True,
+            )

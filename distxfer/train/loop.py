@@ -51,12 +51,29 @@ class EvalResult:
     confusion: np.ndarray  # [true, predicted] counts
 
 
-def evaluate_split(steps: PhaseSteps, engine: Engine, split: Split, data: DataConfig, image_size: tuple[int, int],
-                   channels: int, *, prefix: str = "", cache_dir: str | None = None) -> EvalResult:
+def evaluate_split(
+    steps: PhaseSteps,
+    engine: Engine,
+    split: Split,
+    data: DataConfig,
+    image_size: tuple[int, int],
+    channels: int,
+    *,
+    prefix: str = "",
+    cache_dir: str | None = None,
+) -> EvalResult:
     """Exact loss and accuracies over a split, summed across every replica and process."""
-    dataset, count = eval_dataset(split, cfg=data, image_size=image_size, channels=channels,
-                                  per_replica_batch=data.batch_size, replicas_per_pipeline=engine.local_replicas,
-                                  num_pipelines=engine.size, pipeline=engine.rank, cache_dir=cache_dir)
+    dataset, count = eval_dataset(
+        split,
+        cfg=data,
+        image_size=image_size,
+        channels=channels,
+        per_replica_batch=data.batch_size,
+        replicas_per_pipeline=engine.local_replicas,
+        num_pipelines=engine.size,
+        pipeline=engine.rank,
+        cache_dir=cache_dir,
+    )
     steps.evaluate(iter(engine.distribute(dataset)), count)
     stats, confusion = engine.all_sum([steps.eval_stats.numpy(), steps.confusion.numpy()])
     return EvalResult(metrics_from_stats(stats, steps.top_k, prefix), confusion)
@@ -65,8 +82,16 @@ def evaluate_split(steps: PhaseSteps, engine: Engine, split: Split, data: DataCo
 class Trainer:
     """Runs a config's phases on an engine, checkpointing into `run_dir`."""
 
-    def __init__(self, config: Config, engine: Engine, splits: DataSplits, run_dir: Path,
-                 hooks: list[Hook] | None = None, *, cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        splits: DataSplits,
+        run_dir: Path,
+        hooks: list[Hook] | None = None,
+        *,
+        cache_dir: str | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.splits = splits
@@ -77,8 +102,12 @@ class Trainer:
         self.image_size = (int(config.data.image_size[0]), int(config.data.image_size[1]))
         self.channels = 1 if config.data.color_mode == "grayscale" else 3
         self.global_batch = config.data.batch_size * engine.num_replicas
-        self.store = CheckpointStore(self.run_dir / "checkpoints", keep=config.output.keep_checkpoints,
-                                     best_metric=config.output.best_metric, writer=engine.is_chief)
+        self.store = CheckpointStore(
+            self.run_dir / "checkpoints",
+            keep=config.output.keep_checkpoints,
+            best_metric=config.output.best_metric,
+            writer=engine.is_chief,
+        )
         self.stopper = StopRequest(config.max_train_seconds)
         self.position = Position()
         self.best: dict[str, Any] | None = None
@@ -86,8 +115,12 @@ class Trainer:
         self.optimizer: keras.optimizers.Optimizer
         self.peak_lr = 0.0
         self.trainable_summary: Any = None
-        self.epoch_steps(0)  # data that cannot be laid out over the workers fails now, before any build
-        keras.config.set_dtype_policy(config.precision)  # before building: layers take the global policy
+        self.epoch_steps(
+            0
+        )  # data that cannot be laid out over the workers fails now, before any build
+        keras.config.set_dtype_policy(
+            config.precision
+        )  # before building: layers take the global policy
         with engine.scope():
             keras.utils.set_random_seed(config.seed)
             self.model = build_model(config.model, self.num_classes, self.image_size, self.channels)
@@ -104,7 +137,9 @@ class Trainer:
         state = self._agree_on_resume()
         self._fire("on_train_begin")
         if state is not None and state.get("finished"):
-            log.info("the run in %s already finished at step %d", self.run_dir, state["global_step"])
+            log.info(
+                "the run in %s already finished at step %d", self.run_dir, state["global_step"]
+            )
             self._begin_phase(len(self.config.phases) - 1, self.config.phases[-1])
             self._load_model_only()
             outcome = "finished"
@@ -120,7 +155,9 @@ class Trainer:
         try:
             outcome = "finished"
             for index in range(self.position.phase, len(self.config.phases)):
-                outcome = self._run_phase(index, resuming=state is not None and index == state["phase"])
+                outcome = self._run_phase(
+                    index, resuming=state is not None and index == state["phase"]
+                )
                 if outcome != "finished":
                     break
             if outcome == "finished":
@@ -143,9 +180,19 @@ class Trainer:
         """The first `count` training inputs of the current epoch, augmented, as the model gets them."""
         index, epoch = self.position.phase, self.position.epoch
         dataset, _ = train_dataset(
-            self.splits.train, cfg=self.config.data, image_size=self.image_size, channels=self.channels,
-            per_replica_batch=count, replicas_per_pipeline=1, num_pipelines=1, pipeline=0,
-            seed=self.config.seed, epoch=self.epoch_key(index, epoch), start_step=0, cache_dir=self.cache_dir)
+            self.splits.train,
+            cfg=self.config.data,
+            image_size=self.image_size,
+            channels=self.channels,
+            per_replica_batch=count,
+            replicas_per_pipeline=1,
+            num_pipelines=1,
+            pipeline=0,
+            seed=self.config.seed,
+            epoch=self.epoch_key(index, epoch),
+            start_step=0,
+            cache_dir=self.cache_dir,
+        )
         batch = next(iter(dataset.take(1)))
         return batch["image"].numpy(), batch["label"].numpy()
 
@@ -172,30 +219,62 @@ class Trainer:
         # record splits vary per epoch; folder splits do not
         per_epoch = [self.epoch_steps(self.epoch_key(index, e)) for e in range(phase.epochs)]
         self.peak_lr = peak_learning_rate(phase, self.global_batch, self.config.data.batch_size)
-        shape = ScheduleShape(peak=self.peak_lr, total_steps=sum(per_epoch),
-                              warmup_steps=round(phase.warmup_epochs * per_epoch[0]), steps_per_epoch=per_epoch[0])
+        shape = ScheduleShape(
+            peak=self.peak_lr,
+            total_steps=sum(per_epoch),
+            warmup_steps=round(phase.warmup_epochs * per_epoch[0]),
+            steps_per_epoch=per_epoch[0],
+        )
         with self.engine.scope():
-            self.optimizer = make_optimizer(phase, make_schedule(phase, shape), self.config.precision)
+            self.optimizer = make_optimizer(
+                phase, make_schedule(phase, shape), self.config.precision
+            )
             self.optimizer.build(self.model.trainable_variables)
-        self.steps = PhaseSteps(self.model, self.optimizer, self.engine, global_batch=self.global_batch,
-                                num_classes=self.num_classes, label_smoothing=phase.label_smoothing,
-                                xla=self.config.xla, steps_per_execution=self.config.steps_per_execution)
-        log.info("phase %d '%s': %s; peak learning rate %.3g for global batch %d", index + 1, phase.name,
-                 self.trainable_summary, self.peak_lr, self.global_batch)
+        self.steps = PhaseSteps(
+            self.model,
+            self.optimizer,
+            self.engine,
+            global_batch=self.global_batch,
+            num_classes=self.num_classes,
+            label_smoothing=phase.label_smoothing,
+            xla=self.config.xla,
+            steps_per_execution=self.config.steps_per_execution,
+        )
+        log.info(
+            "phase %d '%s': %s; peak learning rate %.3g for global batch %d",
+            index + 1,
+            phase.name,
+            self.trainable_summary,
+            self.peak_lr,
+            self.global_batch,
+        )
 
     def _train_epoch(self, index: int, epoch: int) -> str:
         start = self.position.step
         dataset, steps = train_dataset(
-            self.splits.train, cfg=self.config.data, image_size=self.image_size, channels=self.channels,
-            per_replica_batch=self.config.data.batch_size, replicas_per_pipeline=self.engine.local_replicas,
-            num_pipelines=self.engine.size, pipeline=self.engine.rank, seed=self.config.seed,
-            epoch=self.epoch_key(index, epoch), start_step=start, cache_dir=self.cache_dir)
+            self.splits.train,
+            cfg=self.config.data,
+            image_size=self.image_size,
+            channels=self.channels,
+            per_replica_batch=self.config.data.batch_size,
+            replicas_per_pipeline=self.engine.local_replicas,
+            num_pipelines=self.engine.size,
+            pipeline=self.engine.rank,
+            seed=self.config.seed,
+            epoch=self.epoch_key(index, epoch),
+            start_step=start,
+            cache_dir=self.cache_dir,
+        )
         steps += start
         iterator = iter(self.engine.distribute(dataset))
         if start == 0:
             self.steps.train_stats.assign(np.zeros(4))
         self._fire("on_epoch_begin", epoch, steps, start)
-        self._log_mark = (time.perf_counter(), self._global_train_stats(), self.position.global_step)
+        self._log_mark = (
+            time.perf_counter(),
+            self._global_train_stats(),
+            self.position.global_step,
+        )
         out = self.config.output
         step = start
         while step < steps:
@@ -208,7 +287,11 @@ class Trainer:
             done = self.position.global_step
             if done % out.log_every_steps == 0:
                 self._log_interval()
-            if out.checkpoint_every_steps and done % out.checkpoint_every_steps == 0 and step < steps:
+            if (
+                out.checkpoint_every_steps
+                and done % out.checkpoint_every_steps == 0
+                and step < steps
+            ):
                 self._checkpoint("interval")
             if done % out.stop_check_steps == 0 or step == steps:
                 reason = self.stopper.agree(self.engine)
@@ -253,8 +336,16 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, split: Split, prefix: str = "") -> EvalResult:
-        return evaluate_split(self.steps, self.engine, split, self.config.data, self.image_size, self.channels,
-                              prefix=prefix, cache_dir=self.cache_dir)
+        return evaluate_split(
+            self.steps,
+            self.engine,
+            split,
+            self.config.data,
+            self.image_size,
+            self.channels,
+            prefix=prefix,
+            cache_dir=self.cache_dir,
+        )
 
     def learning_rate(self) -> float:
         """The rate the optimizer applies at its current iteration."""
@@ -267,9 +358,15 @@ class Trainer:
 
     def epoch_steps(self, epoch_key: int) -> int:
         """Global training steps of the epoch with this key (see `epoch_key`)."""
-        return epoch_steps(self.splits.train, per_replica_batch=self.config.data.batch_size,
-                           replicas_per_pipeline=self.engine.local_replicas, num_pipelines=self.engine.size,
-                           seed=self.config.seed, epoch=epoch_key, shuffle=self.config.data.shuffle)
+        return epoch_steps(
+            self.splits.train,
+            per_replica_batch=self.config.data.batch_size,
+            replicas_per_pipeline=self.engine.local_replicas,
+            num_pipelines=self.engine.size,
+            seed=self.config.seed,
+            epoch=epoch_key,
+            shuffle=self.config.data.shuffle,
+        )
 
     def train_seconds(self) -> float:
         """Seconds spent training in this run, over every resumption."""
@@ -280,23 +377,39 @@ class Trainer:
 
     def _replica_local_state(self) -> list[Any]:
         """BatchNorm moving statistics: updated by each replica on its own in training mode."""
-        return [v for layer in self.model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)
-                for v in (layer.moving_mean, layer.moving_variance)]
+        return [
+            v
+            for layer in self.model._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for v in (layer.moving_mean, layer.moving_variance)
+        ]
 
     def _state(self, reason: str, finished: bool) -> dict[str, Any]:
         train = self.splits.train
         return {
-            "version": STATE_VERSION, **asdict(self.position), "reason": reason, "finished": finished,
+            "version": STATE_VERSION,
+            **asdict(self.position),
+            "reason": reason,
+            "finished": finished,
             "optimizer_phase": self.position.phase if not finished else -1,
-            "best": self.best, "time": time.time(), "train_seconds": self.train_seconds(),
-            "data": {"seed": self.config.seed, "global_batch": self.global_batch,
-                     "num_pipelines": self.engine.size, "num_train": len(train),
-                     "train_fingerprint": train.fingerprint},
-            "num_model": len(self.model.variables), "num_optimizer": len(self.optimizer.variables),
+            "best": self.best,
+            "time": time.time(),
+            "train_seconds": self.train_seconds(),
+            "data": {
+                "seed": self.config.seed,
+                "global_batch": self.global_batch,
+                "num_pipelines": self.engine.size,
+                "num_train": len(train),
+                "train_fingerprint": train.fingerprint,
+            },
+            "num_model": len(self.model.variables),
+            "num_optimizer": len(self.optimizer.variables),
             "model_names": [v.path for v in self.model.variables],
         }
 
-    def _checkpoint(self, reason: str, *, metrics: dict[str, float] | None = None, finished: bool = False) -> None:
+    def _checkpoint(
+        self, reason: str, *, metrics: dict[str, float] | None = None, finished: bool = False
+    ) -> None:
         """Every rank calls this at the same step; the chief writes."""
         if self.bn_state:
             self.engine.sync_replica_state(self.bn_state)
@@ -306,8 +419,11 @@ class Trainer:
             return
         state = self._state(reason, finished)
         state["epoch_stats"] = [float(x) for x in epoch_stats] if self.position.step else [0.0] * 4
-        snapshot = Snapshot(state, [np.asarray(v.numpy()) for v in self.model.variables],
-                            [np.asarray(v.numpy()) for v in self.optimizer.variables])
+        snapshot = Snapshot(
+            state,
+            [np.asarray(v.numpy()) for v in self.model.variables],
+            [np.asarray(v.numpy()) for v in self.optimizer.variables],
+        )
         path = self.store.save(snapshot, is_best=is_best)
         self._fire("on_checkpoint", str(path), reason)
 
@@ -316,8 +432,9 @@ class Trainer:
         if not metrics or name not in metrics:
             return False
         value = metrics[name]
-        better = self.best is None or (value < self.best["value"] if name.endswith("loss")
-                                       else value > self.best["value"])
+        better = self.best is None or (
+            value < self.best["value"] if name.endswith("loss") else value > self.best["value"]
+        )
         if better:
             self.best = {"metric": name, "value": value, "global_step": self.position.global_step}
         return better
@@ -332,24 +449,42 @@ class Trainer:
         self._resume_state = state
         if state is not None:
             if state.get("version") != STATE_VERSION:
-                raise CheckpointError(f"checkpoints in {self.store.directory} are from another distxfer version")
-            self.position = Position(state["phase"], state["epoch"], state["step"], state["global_step"])
+                raise CheckpointError(
+                    f"checkpoints in {self.store.directory} are from another distxfer version"
+                )
+            self.position = Position(
+                state["phase"], state["epoch"], state["step"], state["global_step"]
+            )
             self._check_data_order(state["data"])
             self.best = state.get("best")
             self._seconds_before = float(state.get("train_seconds", 0.0))
-            log.info("resuming from step %d (phase %d, epoch %d, step %d of the epoch)", state["global_step"],
-                     state["phase"] + 1, state["epoch"] + 1, state["step"])
+            log.info(
+                "resuming from step %d (phase %d, epoch %d, step %d of the epoch)",
+                state["global_step"],
+                state["phase"] + 1,
+                state["epoch"] + 1,
+                state["step"],
+            )
         return state
 
     def _check_data_order(self, saved: dict[str, Any]) -> None:
         """Resume mid-epoch only where the saved step means the same samples; else restart the epoch."""
         if saved.get("train_fingerprint") != self.splits.train.fingerprint:
-            log.warning("the training data changed since the checkpoint was written; continuing with the new data")
+            log.warning(
+                "the training data changed since the checkpoint was written; continuing with the new data"
+            )
         same_steps = saved.get("global_batch") == self.global_batch and (
-            isinstance(self.splits.train, FolderSplit) or saved.get("num_pipelines") == self.engine.size)
+            isinstance(self.splits.train, FolderSplit)
+            or saved.get("num_pipelines") == self.engine.size
+        )
         if self.position.step and not same_steps:
-            log.warning("the global batch or worker count changed (%s -> %d images per step); epoch %d restarts"
-                        " from its first step", saved.get("global_batch"), self.global_batch, self.position.epoch + 1)
+            log.warning(
+                "the global batch or worker count changed (%s -> %d images per step); epoch %d restarts"
+                " from its first step",
+                saved.get("global_batch"),
+                self.global_batch,
+                self.position.epoch + 1,
+            )
             self.position.step = 0
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -377,13 +512,21 @@ class Trainer:
         for variable, value in zip(model_vars + opt_vars, arrays):
             variable.assign(value)
         if self.position.step:
-            stats = np.asarray(state.get("epoch_stats", [0.0] * 4)) if self.engine.is_chief else np.zeros(4)
+            stats = (
+                np.asarray(state.get("epoch_stats", [0.0] * 4))
+                if self.engine.is_chief
+                else np.zeros(4)
+            )
             self.steps.train_stats.assign(stats)
         self._resume = None
 
     def _load_model_only(self) -> None:
         snapshot = self._resume if self.engine.is_chief else None
-        arrays = snapshot.model if snapshot else [np.zeros(v.shape, v.dtype) for v in self.model.variables]
+        arrays = (
+            snapshot.model
+            if snapshot
+            else [np.zeros(v.shape, v.dtype) for v in self.model.variables]
+        )
         for variable, value in zip(self.model.variables, self.engine.broadcast(arrays)):
             variable.assign(value)
 

@@ -14,11 +14,17 @@ _OPTIMIZERS = {
 }
 
 
-def make_optimizer(phase: PhaseConfig, learning_rate: keras.optimizers.schedules.LearningRateSchedule,
-                   precision: str) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    phase: PhaseConfig,
+    learning_rate: keras.optimizers.schedules.LearningRateSchedule,
+    precision: str,
+) -> keras.optimizers.Optimizer:
     """The phase's optimizer; weight decay is decoupled (Keras 3 applies it to every optimizer)."""
-    common = {"learning_rate": learning_rate, "clipnorm": phase.clipnorm,
-              "weight_decay": phase.weight_decay or None}
+    common = {
+        "learning_rate": learning_rate,
+        "clipnorm": phase.clipnorm,
+        "weight_decay": phase.weight_decay or None,
+    }
     optimizer = _OPTIMIZERS[phase.optimizer](phase, common)
     if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

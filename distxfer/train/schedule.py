@@ -38,9 +38,17 @@ class ScheduleShape:
 class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from peak/warmup_steps to peak, then constant, cosine or step decay."""
 
-    def __init__(self, kind: str, peak: float, total_steps: int, warmup_steps: int = 0,
-                 min_learning_rate: float = 0.0, steps_per_epoch: int = 1, step_epochs: int = 10,
-                 step_factor: float = 0.1) -> None:
+    def __init__(
+        self,
+        kind: str,
+        peak: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        min_learning_rate: float = 0.0,
+        steps_per_epoch: int = 1,
+        step_epochs: int = 10,
+        step_factor: float = 0.1,
+    ) -> None:
         self.kind = kind
         self.peak = float(peak)
         self.total_steps = max(1, int(total_steps))
@@ -69,16 +77,25 @@ class PhaseSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self) -> dict:
         return {
-            "kind": self.kind, "peak": self.peak, "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps, "min_learning_rate": self.min_learning_rate,
-            "steps_per_epoch": self.steps_per_epoch, "step_epochs": self.step_epochs,
+            "kind": self.kind,
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "min_learning_rate": self.min_learning_rate,
+            "steps_per_epoch": self.steps_per_epoch,
+            "step_epochs": self.step_epochs,
             "step_factor": self.step_factor,
         }
 
 
 def make_schedule(phase: PhaseConfig, shape: ScheduleShape) -> PhaseSchedule:
     return PhaseSchedule(
-        kind=phase.schedule, peak=shape.peak, total_steps=shape.total_steps,
-        warmup_steps=shape.warmup_steps, min_learning_rate=phase.min_learning_rate,
-        steps_per_epoch=shape.steps_per_epoch, step_epochs=phase.step_epochs, step_factor=phase.step_factor,
+        kind=phase.schedule,
+        peak=shape.peak,
+        total_steps=shape.total_steps,
+        warmup_steps=shape.warmup_steps,
+        min_learning_rate=phase.min_learning_rate,
+        steps_per_epoch=shape.steps_per_epoch,
+        step_epochs=phase.step_epochs,
+        step_factor=phase.step_factor,
     )

@@ -29,9 +29,18 @@ def top_k_for(num_classes: int) -> int:
 class PhaseSteps:
     """Train and eval functions bound to one model, optimizer and engine."""
 
-    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, engine: Engine, *,
-                 global_batch: int, num_classes: int, label_smoothing: float = 0.0, xla: bool = False,
-                 steps_per_execution: int = 1) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        engine: Engine,
+        *,
+        global_batch: int,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        xla: bool = False,
+        steps_per_execution: int = 1,
+    ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.engine = engine
@@ -42,8 +51,12 @@ class PhaseSteps:
         self.trainable = list(model.trainable_variables)
         self.train_stats = tf.Variable(tf.zeros([NUM_STATS], tf.float64), trainable=False)
         self.eval_stats = tf.Variable(tf.zeros([NUM_STATS], tf.float64), trainable=False)
-        self.confusion = tf.Variable(tf.zeros([num_classes, num_classes], tf.float64), trainable=False)
-        compute = tf.function(self._forward_backward, jit_compile=True) if xla else self._forward_backward
+        self.confusion = tf.Variable(
+            tf.zeros([num_classes, num_classes], tf.float64), trainable=False
+        )
+        compute = (
+            tf.function(self._forward_backward, jit_compile=True) if xla else self._forward_backward
+        )
         self._compute = compute
         self._train_one = tf.function(self._train_one_step)
         self._train_many = tf.function(self._train_steps) if steps_per_execution > 1 else None
@@ -54,21 +67,30 @@ class PhaseSteps:
         logits = tf.cast(logits, tf.float32)
         if self.label_smoothing:
             smooth = self.label_smoothing
-            target = tf.one_hot(labels, self.num_classes) * (1.0 - smooth) + smooth / self.num_classes
+            target = (
+                tf.one_hot(labels, self.num_classes) * (1.0 - smooth) + smooth / self.num_classes
+            )
             return tf.nn.softmax_cross_entropy_with_logits(target, logits)
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
 
-    def _stats(self, labels: tf.Tensor, logits: tf.Tensor, per_example: tf.Tensor,
-               weights: tf.Tensor) -> tf.Tensor:
+    def _stats(
+        self, labels: tf.Tensor, logits: tf.Tensor, per_example: tf.Tensor, weights: tf.Tensor
+    ) -> tf.Tensor:
         mask = tf.cast(weights > 0, tf.float32)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         correct = tf.cast(tf.equal(predicted, labels), tf.float32)
         if self.top_k:
-            in_top = tf.cast(tf.math.in_top_k(labels, tf.cast(logits, tf.float32), self.top_k), tf.float32)
+            in_top = tf.cast(
+                tf.math.in_top_k(labels, tf.cast(logits, tf.float32), self.top_k), tf.float32
+            )
         else:
             in_top = tf.zeros_like(correct)
-        sums = [tf.reduce_sum(per_example * mask), tf.reduce_sum(correct * mask),
-                tf.reduce_sum(in_top * mask), tf.reduce_sum(mask)]
+        sums = [
+            tf.reduce_sum(per_example * mask),
+            tf.reduce_sum(correct * mask),
+            tf.reduce_sum(in_top * mask),
+            tf.reduce_sum(mask),
+        ]
         return tf.stack(sums)
 
     def _forward_backward(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor):
@@ -95,9 +117,13 @@ class PhaseSteps:
         per_example = self._per_example_loss(labels, logits)
         stats = self._stats(labels, logits, per_example, batch["weight"])
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        confusion = tf.math.confusion_matrix(labels, predicted, self.num_classes,
-                                             weights=tf.cast(batch["weight"] > 0, tf.float32),
-                                             dtype=tf.float32)
+        confusion = tf.math.confusion_matrix(
+            labels,
+            predicted,
+            self.num_classes,
+            weights=tf.cast(batch["weight"] > 0, tf.float32),
+            dtype=tf.float32,
+        )
         return stats, confusion
 
     # -- compiled, per process ---------------------------------------------------------------

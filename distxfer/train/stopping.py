@@ -15,7 +15,9 @@ from types import FrameType
 
 from distxfer.engines import Engine
 
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped on request with a checkpoint; run the same command to resume
+EXIT_PREEMPTED = (
+    75  # EX_TEMPFAIL: stopped on request with a checkpoint; run the same command to resume
+)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 

@@ -47,18 +47,33 @@ def main() -> None:
 
     class DumpRestored(Hook):
         def on_phase_begin(self, trainer, index, phase):  # after any restore, before training
-            np.savez(report / f"restored_rank{engine.rank}.npz", step=trainer.position.global_step,
-                     iterations=int(trainer.optimizer.iterations.numpy()),
-                     **replica_weights(engine, trainer.model))
+            np.savez(
+                report / f"restored_rank{engine.rank}.npz",
+                step=trainer.position.global_step,
+                iterations=int(trainer.optimizer.iterations.numpy()),
+                **replica_weights(engine, trainer.model),
+            )
 
-    trainer = Trainer(config, engine, splits, Path(config.output.run_dir),
-                      [DumpRestored()] if args.dump_restored else [])
+    trainer = Trainer(
+        config,
+        engine,
+        splits,
+        Path(config.output.run_dir),
+        [DumpRestored()] if args.dump_restored else [],
+    )
     outcome = trainer.fit()
     ids = fed_ids(train_dataset, splits.train, config, engine)
     result = trainer.evaluate(splits.val)
-    np.savez(report / f"rank{engine.rank}.npz", outcome=outcome, ids=ids, size=engine.size,
-             replicas=engine.num_replicas, eval_count=result.confusion.sum(),
-             eval_accuracy=result.metrics["accuracy"], **replica_weights(engine, trainer.model))
+    np.savez(
+        report / f"rank{engine.rank}.npz",
+        outcome=outcome,
+        ids=ids,
+        size=engine.size,
+        replicas=engine.num_replicas,
+        eval_count=result.confusion.sum(),
+        eval_accuracy=result.metrics["accuracy"],
+        **replica_weights(engine, trainer.model),
+    )
     engine.shutdown()
 
 
@@ -67,7 +82,9 @@ def replica_weights(engine, model) -> dict[str, np.ndarray]:
     strategy = getattr(engine, "strategy", None)
     out = {}
     for i, variable in enumerate(model.variables):
-        values = strategy.experimental_local_results(variable.value) if strategy else [variable.value]
+        values = (
+            strategy.experimental_local_results(variable.value) if strategy else [variable.value]
+        )
         for r, value in enumerate(values):
             out[f"r{r}_{i:04d}"] = np.asarray(value.numpy())
     return out
@@ -75,10 +92,18 @@ def replica_weights(engine, model) -> dict[str, np.ndarray]:
 
 def fed_ids(train_dataset, split, config, engine) -> np.ndarray:
     """The real (weight > 0) sample ids this process's pipeline feeds in epoch 0."""
-    dataset, _ = train_dataset(split, cfg=config.data, image_size=tuple(config.data.image_size), channels=3,
-                               per_replica_batch=config.data.batch_size,
-                               replicas_per_pipeline=engine.local_replicas, num_pipelines=engine.size,
-                               pipeline=engine.rank, seed=config.seed, epoch=0)
+    dataset, _ = train_dataset(
+        split,
+        cfg=config.data,
+        image_size=tuple(config.data.image_size),
+        channels=3,
+        per_replica_batch=config.data.batch_size,
+        replicas_per_pipeline=engine.local_replicas,
+        num_pipelines=engine.size,
+        pipeline=engine.rank,
+        seed=config.seed,
+        epoch=0,
+    )
     ids = [batch["id"].numpy()[batch["weight"].numpy() > 0] for batch in dataset]
     return np.concatenate(ids)
 
