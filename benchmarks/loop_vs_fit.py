@@ -3,7 +3,8 @@
 Same model (distxfer's own build), same in-memory data, same optimizer, one process. Prints the
 ratio loop/fit for each configuration; the target is at least 0.97. Run:
 
-    .venv/bin/python benchmarks/loop_vs_fit.py [--backbone MobileNetV2] [--image-size 96] [--steps 100]
+    .venv/bin/python benchmarks/loop_vs_fit.py [--backbone MobileNetV2] [--image-size 96] \
+        [--steps 100]
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def main() -> None:
 
     from distxfer.bench import small_backbone_args
     from distxfer.config import ModelConfig, PhaseConfig
+    from distxfer.engines.detect import Launch
     from distxfer.engines.single import SingleEngine
     from distxfer.models import apply_phase, build_model
-    from distxfer.train.steps import PhaseSteps
+    from distxfer.train.steps import TrainStep
 
     size, batch = (args.image_size, args.image_size), args.batch_size
     rng = np.random.default_rng(0)
@@ -77,13 +79,15 @@ def main() -> None:
     def time_loop(trainable: str) -> float:
         model, optimizer = model_and_optimizer(trainable)
         optimizer.build(model.trainable_variables)
-        steps = PhaseSteps(model, optimizer, SingleEngine(), global_batch=batch, num_classes=10)
+        steps = TrainStep(
+            model, optimizer, SingleEngine(Launch("none")), global_batch=batch, num_classes=10
+        )
         iterator = iter(dataset())
-        steps.train(iterator, 5)
-        steps.train_stats.numpy()
+        steps.run(iterator, 5)
+        steps.stats.numpy()
         started = time.perf_counter()
-        steps.train(iterator, args.steps)
-        steps.train_stats.numpy()  # wait for the last step
+        steps.run(iterator, args.steps)
+        steps.stats.numpy()  # wait for the last step
         return args.steps * batch / (time.perf_counter() - started)
 
     for trainable in ("head", "all"):
@@ -93,8 +97,8 @@ def main() -> None:
             loop.append(time_loop(trainable))
         f, lp = sorted(fit)[len(fit) // 2], sorted(loop)[len(loop) // 2]
         print(
-            f"{args.backbone} {size[0]}x{size[1]} batch {batch}, trainable={trainable}: fit {f:.1f} img/s,"
-            f" distxfer loop {lp:.1f} img/s, ratio {lp / f:.3f}",
+            f"{args.backbone} {size[0]}x{size[1]} batch {batch}, trainable={trainable}:"
+            f" fit {f:.1f} img/s, distxfer loop {lp:.1f} img/s, ratio {lp / f:.3f}",
             flush=True,
         )
 

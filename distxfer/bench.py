@@ -2,7 +2,7 @@
 
 Each measurement starts real worker processes the way users start them (horovodrun, TF_CONFIG
 workers on loopback, one MirroredStrategy process over logical CPU devices), each with one
-intra-op thread, and times the trainer's own compiled step (`PhaseSteps`) on the same model and
+intra-op thread, and times the trainer's own compiled step (`TrainStep`) on the same model and
 in-memory data: the engine and the step are measured, not the disk. Each worker is pinned to its
 own core, so one worker really has one core and two workers have two. Weak scaling keeps the
 per-worker batch fixed, so efficiency = throughput(2) / (2 x throughput(1)). Both numbers of a
@@ -12,16 +12,17 @@ pair come from the same run of this command, side by side.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from distxfer.engines.tfconfig import free_port
+from distxfer import launchers
+from distxfer.engines import current_launch
+from distxfer.launchers import ProcessSpec
 
 WARMUP_STEPS = 5
 
@@ -44,10 +45,9 @@ def worker_main(argv: list[str] | None = None) -> None:
             name, type=kind, required=name not in ("--cpu-replicas", "--pin", "--trainable")
         )
     args = parser.parse_args(argv)
-    if (
-        args.pin
-    ):  # one core per worker: "comma-separated cores, or a list per rank separated by '/'"
+    if args.pin:  # before TensorFlow starts threads: one core per worker
         _pin(args.pin)
+    # This process measures; TensorFlow is imported only now, once it is pinned.
     from distxfer.logs import quiet_tensorflow
 
     quiet_tensorflow()
@@ -62,7 +62,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     import tensorflow as tf
 
     from distxfer.models import apply_phase, build_model
-    from distxfer.train.steps import PhaseSteps
+    from distxfer.train.steps import TrainStep
 
     size = (args.image_size, args.image_size)
     model_cfg = ModelConfig(
@@ -75,7 +75,7 @@ def worker_main(argv: list[str] | None = None) -> None:
         optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
         optimizer.build(model.trainable_variables)
     global_batch = args.batch_size * engine.num_replicas
-    steps = PhaseSteps(model, optimizer, engine, global_batch=global_batch, num_classes=10)
+    steps = TrainStep(model, optimizer, engine, global_batch=global_batch, num_classes=10)
     rng = np.random.default_rng(engine.rank)
     batches = {
         "image": rng.integers(0, 256, (8 * args.batch_size, *size, 3), dtype=np.uint8),
@@ -88,11 +88,11 @@ def worker_main(argv: list[str] | None = None) -> None:
     )
     dataset = dataset.cache().repeat().prefetch(tf.data.AUTOTUNE)
     iterator = iter(engine.distribute(dataset))
-    steps.train(iterator, WARMUP_STEPS)
-    engine.all_sum([steps.train_stats.numpy()])  # everyone finished warming up
+    steps.run(iterator, WARMUP_STEPS)
+    engine.all_sum([steps.stats.numpy()])  # everyone finished warming up
     started = time.perf_counter()
-    steps.train(iterator, args.steps)
-    engine.all_sum([steps.train_stats.numpy()])  # everyone finished the timed steps
+    steps.run(iterator, args.steps)
+    engine.all_sum([steps.stats.numpy()])  # everyone finished the timed steps
     elapsed = time.perf_counter() - started
     if engine.is_chief:
         Path(args.result).write_text(
@@ -109,103 +109,65 @@ def worker_main(argv: list[str] | None = None) -> None:
 
 def _pin(spec: str) -> None:
     """Pin this process to its cores: `spec` lists each rank's cores ("0/1"), or one set ("0,1")."""
-    from distxfer.engines.detect import detect_launch
-
     per_rank = spec.split("/")
-    cores = per_rank[detect_launch().rank % len(per_rank)]
+    cores = per_rank[current_launch().rank % len(per_rank)]
     os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
 
 
 def small_backbone_args(backbone: str) -> dict:
-    """The benchmarks' MobileNets are the small ones (alpha 0.35); other backbones as Keras builds them."""
+    """The benchmarks' MobileNets are the small ones (alpha 0.35); others as Keras builds them."""
     return (
         {"alpha": 0.35} if backbone.lower().replace("_", "") in ("mobilenetv2", "mobilenet") else {}
     )
 
 
-def _commands(engine: str, workers: int, worker_args: list[str], result: str) -> list[list[str]]:
+def _processes(engine: str, workers: int, worker_args: list[str], result: str) -> list[ProcessSpec]:
     """Processes for one measurement; `independent` is 2 single workers that never communicate."""
     python = [sys.executable, "-m", "distxfer.bench"]
     cores = os.cpu_count() or 1
     if engine == "independent":
         return [
-            [
-                *python,
-                *worker_args,
-                "--engine",
-                "single",
-                "--pin",
-                str(i % cores),
-                "--result",
-                f"{result}.{i}",
-            ]
+            ProcessSpec(
+                [
+                    *python,
+                    *worker_args,
+                    "--engine",
+                    "single",
+                    "--pin",
+                    str(i % cores),
+                    "--result",
+                    f"{result}.{i}",
+                ]
+            )
             for i in range(workers)
         ]
-    pin = (
-        ",".join(str(c % cores) for c in range(workers))
-        if engine == "mirrored"
-        else "/".join(str(c % cores) for c in range(workers))
-    )
+    pin = ("," if engine == "mirrored" else "/").join(str(c % cores) for c in range(workers))
     args = [*worker_args, "--result", result, "--pin", pin]
     if engine == "horovod":
-        runner = shutil.which("horovodrun") or str(Path(sys.executable).with_name("horovodrun"))
-        return [
-            [
-                runner,
-                "--gloo",
-                "-np",
-                str(workers),
-                "-H",
-                f"localhost:{workers}",
-                *python,
-                "--engine",
-                "horovod",
-                *args,
-            ]
-        ]
+        program = [*python, "--engine", "horovod", *args]
+        return launchers.horovodrun(program, n=workers, controller="gloo")
     if engine == "multiworker":
-        return [[*python, "--engine", "multiworker", *args]] * workers
+        return launchers.tf_config_workers([*python, "--engine", "multiworker", *args], n=workers)
     if engine == "mirrored":
-        return [
-            [
-                *python,
-                "--engine",
-                "mirrored" if workers > 1 else "single",
-                "--cpu-replicas",
-                str(workers),
-                *args,
-            ]
-        ]
-    return [[*python, "--engine", "single", *args]]
+        one_or_mirrored = "mirrored" if workers > 1 else "single"
+        program = [*python, "--engine", one_or_mirrored, "--cpu-replicas", str(workers), *args]
+        return launchers.mirrored(program)
+    return [ProcessSpec([*python, "--engine", "single", *args])]
 
 
 def measure(engine: str, workers: int, worker_args: list[str]) -> float:
     """Global images per second of one measurement (summed over independent workers)."""
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "result.json")
-        commands = _commands(engine, workers, worker_args, result)
-        ports = [free_port() for _ in commands]
-        processes = []
-        for index, command in enumerate(commands):
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
-            if engine == "multiworker":
-                env["TF_CONFIG"] = json.dumps(
-                    {
-                        "cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                        "task": {"type": "worker", "index": index},
-                    }
-                )
-            processes.append(
-                subprocess.Popen(
-                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-                )
-            )
-        outputs = [p.communicate()[0] for p in processes]
+        processes = _processes(engine, workers, worker_args, result)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
+        output = io.StringIO()
+        status = launchers.supervise(processes, env=env, output=output)
         files = [f"{result}.{i}" for i in range(workers)] if engine == "independent" else [result]
-        if any(p.returncode for p in processes) or not all(os.path.exists(f) for f in files):
+        if status or not all(os.path.exists(f) for f in files):
             raise RuntimeError(
-                f"{engine} with {workers} worker(s) failed:\n"
-                + "\n".join(o[-3000:] for o in outputs)
+                f"{engine} with {workers} worker(s) failed (status {status}):\n"
+                + output.getvalue()[-6000:]
             )
         return sum(json.loads(Path(f).read_text())["images_per_second"] for f in files)
 
@@ -260,8 +222,9 @@ def run_engine_benchmark(
             }
         )
         print(
-            f"{engine:<12} 1 worker {one:8.1f} img/s   2 workers {two:8.1f} img/s   weak-scaling efficiency "
-            f"{efficiency:.3f}  ({efficiency / ceiling:.3f} of the hardware ceiling)",
+            f"{engine:<12} 1 worker {one:8.1f} img/s   2 workers {two:8.1f} img/s"
+            f"   weak-scaling efficiency {efficiency:.3f}"
+            f"  ({efficiency / ceiling:.3f} of the hardware ceiling)",
             flush=True,
         )
     if output:
@@ -289,14 +252,18 @@ def _append_markdown(
     repeats: int,
 ) -> None:
     lines = [
-        f"\n### {time.strftime('%Y-%m-%d')}: {backbone} {image_size}x{image_size}, batch {batch} per worker,"
-        f" {steps} timed steps, median of {repeats}, one core and one thread per worker, {os.cpu_count()} cores\n",
-        f"Hardware ceiling (2 workers that never communicate, against 2 x one worker): {ceiling:.3f}\n",
-        "| engine | 1 worker (img/s) | 2 workers (img/s) | weak-scaling efficiency | of the ceiling |",
+        f"\n### {time.strftime('%Y-%m-%d')}: {backbone} {image_size}x{image_size},"
+        f" batch {batch} per worker, {steps} timed steps, median of {repeats},"
+        f" one core and one thread per worker, {os.cpu_count()} cores\n",
+        "Hardware ceiling (2 workers that never communicate, against 2 x one worker):"
+        f" {ceiling:.3f}\n",
+        "| engine | 1 worker (img/s) | 2 workers (img/s) | weak-scaling efficiency"
+        " | of the ceiling |",
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['engine']} | {r['one']:.1f} | {r['two']:.1f} | {r['efficiency']:.3f} | {r['of_ceiling']:.3f} |"
+        f"| {r['engine']} | {r['one']:.1f} | {r['two']:.1f} | {r['efficiency']:.3f}"
+        f" | {r['of_ceiling']:.3f} |"
         for r in rows
     ]
     with path.open("a") as handle:

@@ -1,11 +1,12 @@
 """Step-level checkpoints: one file per checkpoint, written atomically, newest K kept plus the best.
 
 A checkpoint is a single `.npz` holding the model's and the optimizer's variables (in their
-deterministic order, with names and shapes checked on load) and a JSON `state`: phase, epoch,
-step within the epoch, global step, the data order (seed, global batch, dataset fingerprint) and
-the best validation metric so far. It is written to a temporary file, flushed to disk, then
-renamed into place, so a crash at any moment leaves either the old set of checkpoints or the new
-one, never a torn file. `best.npz` is a hard link to the best checkpoint, replaced atomically.
+deterministic order, with shapes checked on load) and a JSON `state`, the run's
+`distxfer.train.state.RunState`: phase, epoch, step within the epoch, global step, the data order
+(seed, global batch, dataset fingerprint) and the best validation metric so far. It is written
+to a temporary file, flushed to disk, then renamed into place, so a crash at any moment leaves
+either the old set of checkpoints or the new one, never a torn file. `best.npz` is a hard link
+to the best checkpoint, replaced atomically.
 
 Only the chief writes. Writing happens on a background thread from a snapshot of the values,
 so the accelerators do not wait for the disk; the next save (or `close`) waits for it.
@@ -28,6 +29,7 @@ import numpy as np
 
 from distxfer.atomic import fsync_dir, replacing
 from distxfer.errors import CheckpointError
+from distxfer.train.state import RunState
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
@@ -38,7 +40,7 @@ BEST = "best.npz"
 class Snapshot:
     """The values of one checkpoint, in memory."""
 
-    state: dict[str, Any]
+    state: RunState
     model: list[np.ndarray]
     optimizer: list[np.ndarray]
 
@@ -49,14 +51,21 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(handle, **arrays)
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint file that is torn or damaged; an older one can be used instead."""
+
+
 def read_snapshot(path: Path) -> Snapshot:
+    """The checkpoint at `path`; UnreadableCheckpoint if it is damaged, CheckpointError if it
+    was written by another distxfer version."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            state = json.loads(str(data["state"]))
-            model = [data[f"model/{i:05d}"] for i in range(state["num_model"])]
-            optimizer = [data[f"optimizer/{i:05d}"] for i in range(state["num_optimizer"])]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(
+            record = json.loads(str(data["state"]))
+            state = RunState.from_json(record, where=str(path.parent))
+            model = [data[f"model/{i:05d}"] for i in range(record["num_model"])]
+            optimizer = [data[f"optimizer/{i:05d}"] for i in range(record["num_optimizer"])]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise UnreadableCheckpoint(
             f"checkpoint {path} cannot be read ({exc}); delete it to resume from an older one"
         ) from None
     return Snapshot(state, model, optimizer)
@@ -92,7 +101,7 @@ class CheckpointStore:
         for step in reversed(self.steps()):
             try:
                 return read_snapshot(self.path_for(step))
-            except CheckpointError as exc:
+            except UnreadableCheckpoint as exc:
                 log.warning("%s", exc)
         return None
 
@@ -103,7 +112,7 @@ class CheckpointStore:
     def save(self, snapshot: Snapshot, *, is_best: bool) -> Path:
         """Queue `snapshot` for writing (waits for the previous write first)."""
         self.wait()
-        step = int(snapshot.state["global_step"])
+        step = snapshot.state.global_step
         path = self.path_for(step)
         self._thread = threading.Thread(
             target=self._write,
@@ -127,7 +136,12 @@ class CheckpointStore:
 
     def _write(self, snapshot: Snapshot, path: Path, is_best: bool) -> None:
         try:
-            arrays = {"state": np.array(json.dumps(snapshot.state))}
+            record = {
+                **snapshot.state.to_json(),
+                "num_model": len(snapshot.model),
+                "num_optimizer": len(snapshot.optimizer),
+            }
+            arrays = {"state": np.array(json.dumps(record))}
             arrays.update({f"model/{i:05d}": a for i, a in enumerate(snapshot.model)})
             arrays.update({f"optimizer/{i:05d}": a for i, a in enumerate(snapshot.optimizer)})
             write_npz_atomic(path, arrays)
@@ -149,12 +163,14 @@ def check_fits(
     """Raise CheckpointError unless the arrays fit these variables one to one."""
     if len(arrays) != len(variables):
         raise CheckpointError(
-            f"the checkpoint in {where} holds {len(arrays)} {kind} variables but this run has {len(variables)};"
-            " it was written by a different model or phase set-up: use a new output.run_dir"
+            f"the checkpoint in {where} holds {len(arrays)} {kind} variables but this run has"
+            f" {len(variables)}; it was written by a different model or phase set-up: use a new"
+            " output.run_dir"
         )
     for array, variable in zip(arrays, variables):
         if tuple(array.shape) != tuple(variable.shape):
             raise CheckpointError(
-                f"the checkpoint in {where}: {kind} variable {variable.path} has shape {tuple(variable.shape)}"
-                f" here but {tuple(array.shape)} in the checkpoint: use a new output.run_dir"
+                f"the checkpoint in {where}: {kind} variable {variable.path} has shape"
+                f" {tuple(variable.shape)} here but {tuple(array.shape)} in the checkpoint: use a"
+                " new output.run_dir"
             )

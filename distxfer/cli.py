@@ -2,7 +2,8 @@
 
 Errors caused by input print as one line (`distxfer: error: ...`) with exit status 2; `--debug`
 shows the traceback. A training run stopped by SIGTERM/SIGUSR1 exits with 75 after checkpointing:
-run the same command again to resume.
+run the same command again to resume. Every command module is imported here and imports no
+TensorFlow until its command has checked its input (the rule in `distxfer/__init__.py`).
 """
 
 from __future__ import annotations
@@ -12,37 +13,39 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from distxfer import doctor
+from distxfer.bench import run_engine_benchmark
+from distxfer.config import load_config
+from distxfer.data import commands as data_commands
+from distxfer.demo import run_demo
+from distxfer.engines import current_launch
 from distxfer.errors import DistxferError
+from distxfer.inference import evaluate_run, export_run, predict_to_csv
+from distxfer.logs import quiet_tensorflow, setup_logging
+from distxfer.run import train
+from distxfer.train.state import Outcome
+from distxfer.train.stopping import EXIT_PREEMPTED
 
 EXIT_USAGE = 2
 
 
 def _train(args: argparse.Namespace) -> int:
-    from distxfer.config import load_config
-    from distxfer.run import train
-    from distxfer.train.stopping import EXIT_PREEMPTED
-
     config = load_config(args.config, args.overrides)
-    outcome = train(config, allow_config_change=args.allow_config_change, debug=args.debug)
-    return EXIT_PREEMPTED if outcome == "signal" else 0
+    outcome = train(config, allow_config_change=args.allow_config_change)
+    return EXIT_PREEMPTED if outcome is Outcome.SIGNAL else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from distxfer.inference import evaluate_run
-
     evaluate_run(
         Path(args.run_dir),
         data_dir=args.data,
         checkpoint=args.checkpoint,
         overrides=args.overrides,
-        debug=args.debug,
     )
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from distxfer.inference import predict_to_csv
-
     predict_to_csv(
         Path(args.model),
         [Path(p) for p in args.inputs],
@@ -55,8 +58,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from distxfer.inference import export_run
-
     for path in export_run(
         Path(args.run_dir),
         Path(args.output) if args.output else None,
@@ -68,9 +69,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from distxfer.data import commands
-
-    return commands.run(args)
+    return data_commands.run(args)
 
 
 def _weights(args: argparse.Namespace) -> int:
@@ -82,20 +81,15 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from distxfer import doctor
-
     checks = doctor.collect()
     print(doctor.render(checks))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from distxfer.demo import run_demo
-
     run_demo(
         Path(args.run_dir),
         overrides=args.overrides,
-        debug=args.debug,
         config=Path(args.config),
         source_config=Path(args.source_config),
     )
@@ -103,8 +97,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from distxfer.bench import run_engine_benchmark
-
     run_engine_benchmark(
         engines=args.engines,
         steps=args.steps,
@@ -179,9 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "data", help="inspect a dataset, convert it to TFRecords, or write the demo data"
     )
-    from distxfer.data.commands import add_arguments
-
-    add_arguments(p)
+    data_commands.add_arguments(p)
     p.set_defaults(func=_data)
 
     p = sub.add_parser(
@@ -235,9 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from distxfer.engines.detect import detect_launch
-    from distxfer.logs import quiet_tensorflow, setup_logging
-
     quiet_tensorflow()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -247,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]  # command-line order: later overrides win
-    rank = detect_launch().rank
+    rank = current_launch().rank
     try:
         setup_logging(rank, debug=args.debug)  # quiet non-chief ranks from the start
         return int(args.func(args) or 0)

@@ -1,4 +1,4 @@
-"""`distxfer demo`: transfer learning end to end on built-in data, with no download, in minutes on a CPU.
+"""`distxfer demo`: transfer learning end to end on built-in data, no download, minutes on a CPU.
 
 ImageNet weights cannot be fetched everywhere, so the demo makes its own "pretrained" backbone:
 1. source: train a small keras.applications backbone from scratch on the built-in SOURCE task
@@ -13,12 +13,17 @@ then report both target test accuracies side by side. Every step is an ordinary 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 from distxfer.atomic import write_bytes
+from distxfer.checkpoint import CheckpointStore
 from distxfer.config import Config, load_config
 from distxfer.errors import ConfigError
+from distxfer.run import train
+from distxfer.train.state import Outcome
+from distxfer.train.stopping import EXIT_PREEMPTED
 
 log = logging.getLogger(__name__)
 SOURCE_IMAGES_PER_CLASS = 1000
@@ -32,12 +37,11 @@ def run_demo(
     run_dir: Path,
     *,
     overrides: list[str] | tuple[str, ...] = (),
-    debug: bool = False,
     config: Path = Path("configs/demo.yaml"),
     source_config: Path = Path("configs/demo_source.yaml"),
 ) -> dict:
     """Run the three trainings (each resumable) and write `<run_dir>/demo_report.md`."""
-    from distxfer.data import write_demo_datasets
+    from distxfer.data.demo import write_demo_datasets
 
     for path in (config, source_config):
         if not path.is_file():
@@ -56,7 +60,7 @@ def run_demo(
         source_config,
         [f"data.train_dir={data.source_train}", f"output.run_dir={run_dir / 'source'}", *overrides],
     )
-    source_seconds = _train(source, debug)
+    source_seconds = _train(source)
     backbone = _save_backbone(run_dir / "source")
     transfer = load_config(
         config,
@@ -67,7 +71,7 @@ def run_demo(
             *overrides,
         ],
     )
-    transfer_seconds = _train(transfer, debug)
+    transfer_seconds = _train(transfer)
     scratch = load_config(
         config,
         [
@@ -80,7 +84,7 @@ def run_demo(
             *overrides,
         ],
     )
-    scratch_seconds = _train(scratch, debug)
+    scratch_seconds = _train(scratch)
     results = {name: _test_accuracy(run_dir / name) for name in ("source", "transfer", "scratch")}
     report = _report(run_dir, results, source_seconds, transfer_seconds, scratch_seconds, transfer)
     write_bytes(run_dir / "demo_report.md", report.encode())
@@ -88,13 +92,10 @@ def run_demo(
     return results
 
 
-def _train(config: Config, debug: bool) -> float:
-    """Train (or resume, or find finished) one run; return the seconds its training took in total."""
-    from distxfer.checkpoint import CheckpointStore
-    from distxfer.run import train
-
-    if train(config, allow_config_change=False, debug=debug) == "signal":
-        raise SystemExit(75)
+def _train(config: Config) -> float:
+    """Train (or resume, or find finished) one run; the seconds its training took in total."""
+    if train(config, allow_config_change=False) is Outcome.SIGNAL:
+        raise SystemExit(EXIT_PREEMPTED)
     store = CheckpointStore(
         Path(config.output.run_dir) / "checkpoints",
         keep=1,
@@ -102,7 +103,7 @@ def _train(config: Config, debug: bool) -> float:
         writer=False,
     )
     latest = store.latest()
-    return float(latest.state.get("train_seconds", 0.0)) if latest else 0.0
+    return latest.state.train_seconds if latest else 0.0
 
 
 def _save_backbone(source_dir: Path) -> Path:
@@ -117,8 +118,6 @@ def _save_backbone(source_dir: Path) -> Path:
 
 
 def _test_accuracy(run: Path) -> dict[str, float]:
-    import json
-
     reports = {name: run / "eval" / f"{name}.json" for name in ("test", "validation")}
     split, path = next((name, p) for name, p in reports.items() if p.exists())
     return {"split": split, **json.loads(path.read_text())["metrics"]}
@@ -133,22 +132,25 @@ def _report(
     transfer: Config,
 ) -> str:
     target_classes = 5
+    height, width = transfer.data.image_hw
+    src, xfer, scr = results["source"], results["transfer"], results["scratch"]
     lines = [
         "# distxfer demo: transfer learning on built-in shapes",
         "",
         f"Backbone: {transfer.model.backbone} {transfer.model.backbone_args or ''} at "
-        f"{transfer.data.image_size[0]}x{transfer.data.image_size[1]}; target chance level {1 / target_classes:.0%}.",
+        f"{height}x{width}; target chance level {1 / target_classes:.0%}.",
         "",
         "| run | task | how | time | accuracy |",
         "|---|---|---|---|---|",
         f"| source | 8 source shapes | from scratch | {source_s:.0f} s | "
-        f"{results['source']['accuracy']:.1%} ({results['source']['split']}) |",
-        f"| transfer | 5 target shapes | source backbone, head then fine-tune | {transfer_s:.0f} s | "
-        f"**{results['transfer']['accuracy']:.1%}** ({results['transfer']['split']}) |",
-        f"| scratch | 5 target shapes | same model, random weights, same time | {scratch_s:.0f} s | "
-        f"**{results['scratch']['accuracy']:.1%}** ({results['scratch']['split']}) |",
+        f"{src['accuracy']:.1%} ({src['split']}) |",
+        f"| transfer | 5 target shapes | source backbone, head then fine-tune | {transfer_s:.0f} s"
+        f" | **{xfer['accuracy']:.1%}** ({xfer['split']}) |",
+        f"| scratch | 5 target shapes | same model, random weights, same time | {scratch_s:.0f} s"
+        f" | **{scr['accuracy']:.1%}** ({scr['split']}) |",
         "",
-        f"Runs (checkpoints, evaluation reports, TensorBoard) are in {run_dir}/{{source,transfer,scratch}}.",
+        "Runs (checkpoints, evaluation reports, TensorBoard) are in"
+        f" {run_dir}/{{source,transfer,scratch}}.",
         f"Watch them: tensorboard --logdir {run_dir}",
         f"Evaluation report of the transfer run: {run_dir / 'transfer' / 'eval' / 'test.md'}",
         f"Classify images: distxfer predict {run_dir / 'transfer'} IMAGES_OR_FOLDERS",

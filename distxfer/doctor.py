@@ -1,4 +1,4 @@
-"""`distxfer doctor`: versions, devices, the Horovod build, and which engines can run here and why not."""
+"""`distxfer doctor`: versions, devices, the Horovod build, which engines can run here, why not."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import distxfer
-from distxfer.engines.detect import detect_launch
+from distxfer.engines import current_launch
 
 
 @dataclass
@@ -76,13 +76,10 @@ def mpi_check() -> Check:
 
 
 def engine_checks(gpus: int, horovod: Check, mpi: Check) -> list[Check]:
-    launch = detect_launch()
+    launch = current_launch()
     srun = shutil.which("srun")
-    mirrored = (
-        f"over {gpus} GPUs"
-        if gpus > 1
-        else "over one device only; on a CPU machine set engine.cpu_replicas=2 to mirror logical devices"
-    )
+    one_device = "over one device only; on a CPU machine set engine.cpu_replicas=2 to mirror"
+    mirrored = f"over {gpus} GPUs" if gpus > 1 else f"{one_device} logical devices"
     multi_ways = (
         ["TF_CONFIG"] + (["mpirun + mpi4py"] if mpi.ok else []) + (["srun"] if srun else [])
     )
@@ -108,9 +105,11 @@ def engine_checks(gpus: int, horovod: Check, mpi: Check) -> list[Check]:
 def collect() -> list[Check]:
     import tensorflow as tf
 
+    from distxfer.models.weights import keras_cache_dir
+
     gpus = tf.config.list_physical_devices("GPU")
     cpus = tf.config.list_physical_devices("CPU")
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    keras_home = keras_cache_dir() / "models"
     cached = sorted(p.name for p in keras_home.glob("*.h5")) if keras_home.is_dir() else []
     checks = [
         Check("distxfer", True, f"{distxfer.__version__} ({Path(distxfer.__file__).parent})"),

@@ -22,7 +22,9 @@ import numpy as np
 from distxfer.atomic import write_bytes
 from distxfer.checkpoint import CheckpointStore, Snapshot, check_fits, read_snapshot
 from distxfer.config import Config, load_config
-from distxfer.data.listing import IMAGE_EXTENSIONS
+from distxfer.data import Batching, load_splits, quick_scan
+from distxfer.data.listing import IMAGE_EXTENSIONS, check_same_classes
+from distxfer.engines import create_engine
 from distxfer.errors import CheckpointError, ConfigError, DataError
 from distxfer.report import build_report, write_report
 
@@ -53,11 +55,11 @@ def run_snapshot(run_dir: Path, config: Config, which: str) -> tuple[Snapshot, s
     )
     if which in ("final", "latest"):
         snapshot, where = store.latest(), "the latest checkpoint"
-        if snapshot is not None and which == "final" and not snapshot.state.get("finished"):
+        if snapshot is not None and which == "final" and not snapshot.state.finished:
             log.warning(
                 "the run in %s has not finished; using its latest checkpoint (step %d)",
                 run_dir,
-                snapshot.state["global_step"],
+                snapshot.state.global_step,
             )
     elif which == "best":
         snapshot, where = store.best(), f"the best checkpoint by {config.output.best_metric}"
@@ -89,14 +91,14 @@ def trained_model(
     config, class_names = load_run(run_dir, overrides)
     snapshot, where = run_snapshot(run_dir, config, which)
     model_cfg = replace(config.model, weights=None)  # the checkpoint supplies every weight
-    channels = 1 if config.data.color_mode == "grayscale" else 3
+    data = config.data
     keras.config.set_dtype_policy(config.precision)  # compute as the run trained
     with scope or contextlib.nullcontext():
-        model = build_model(model_cfg, len(class_names), tuple(config.data.image_size), channels)
+        model = build_model(model_cfg, len(class_names), data.image_hw, data.channels)
     check_fits(snapshot.model, model.variables, "model", where)
     for variable, value in zip(model.variables, snapshot.model):
         variable.assign(value)
-    return model, config, class_names, f"{where} (step {snapshot.state['global_step']})"
+    return model, config, class_names, f"{where} (step {snapshot.state.global_step})"
 
 
 def evaluate_run(
@@ -105,14 +107,9 @@ def evaluate_run(
     data_dir: str | None = None,
     checkpoint: str = "final",
     overrides: list[str] | tuple[str, ...] = (),
-    debug: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate a run on labelled class folders; write `<run_dir>/eval/evaluate_<name>.*` (chief)."""
-    from distxfer.data import load_splits
-    from distxfer.engines import create_engine
-    from distxfer.logs import setup_logging
-    from distxfer.train.loop import evaluate_split
-    from distxfer.train.steps import PhaseSteps
+    """Evaluate a run on labelled class folders; the chief writes `eval/evaluate_<name>.*`."""
+    from distxfer.train.evaluate import Evaluator  # TensorFlow: only once the input is checked
 
     config, class_names = load_run(run_dir, overrides)
     target = data_dir or config.data.test_dir or config.data.val_dir
@@ -120,31 +117,14 @@ def evaluate_run(
         raise ConfigError("there is nothing to evaluate on: pass --data DIR (class folders)")
     data_cfg = replace(config.data, train_dir=target, val_dir=None, val_split=0.0, test_dir=None)
     splits = load_splits(data_cfg, config.seed)
-    if list(splits.class_names) != list(class_names):
-        missing = sorted(set(class_names) - set(splits.class_names))
-        extra = sorted(set(splits.class_names) - set(class_names))
-        raise DataError(
-            f"{target} has classes that differ from the run's (missing: {missing}, extra: {extra});"
-            " evaluate on folders named like the training classes"
-        )
+    check_same_classes(
+        tuple(class_names), splits.class_names, "--data", target, expected_from="the run's classes"
+    )
+    assert splits.train is not None
     engine = create_engine(config.engine)
-    setup_logging(engine.rank, debug=debug)
     model, config, _, where = trained_model(run_dir, checkpoint, overrides, scope=engine.scope())
-    steps = PhaseSteps(
-        model,
-        None,
-        engine,
-        global_batch=config.data.batch_size * engine.num_replicas,
-        num_classes=len(class_names),
-    )
-    result = evaluate_split(
-        steps,
-        engine,
-        splits.train,
-        data_cfg,
-        tuple(config.data.image_size),
-        model.inputs[0].shape[-1],
-    )
+    batching = Batching(config.data.batch_size, engine.local_replicas, engine.size, engine.rank)
+    result = Evaluator(model, engine, batching, data_cfg)(splits.train)
     report = build_report(
         result.metrics,
         result.confusion,
@@ -189,14 +169,13 @@ def image_files(inputs: list[Path]) -> list[Path]:
 
 
 def _predictor(model_path: Path, checkpoint: str) -> tuple[Any, list[str], tuple[int, int], int]:
-    """(probability model, class names, image size, channels) from a run directory or a .keras export."""
+    """(probability model, class names, image size, channels) of a run directory or an export."""
     from distxfer.models import probability_model
 
     if model_path.is_dir():
         model, config, class_names, where = trained_model(model_path, checkpoint)
         log.info("predicting with %s", where)
-        channels = 1 if config.data.color_mode == "grayscale" else 3
-        return probability_model(model), class_names, tuple(config.data.image_size), channels
+        return probability_model(model), class_names, config.data.image_hw, config.data.channels
     sidecar = model_path.with_suffix(".json")
     if model_path.suffix != ".keras" or not sidecar.is_file():
         raise ConfigError(
@@ -219,8 +198,6 @@ def predict_to_csv(
     checkpoint: str = "final",
 ) -> Path:
     """Classify images; write one CSV row per file with its top-k classes and probabilities."""
-    from distxfer.data import quick_scan
-
     if top_k < 1:
         raise ConfigError("--top-k must be at least 1")
     files = image_files(inputs)

@@ -1,4 +1,5 @@
-"""Evaluation reports: per-class precision and recall, the confusion matrix as a figure, JSON and Markdown."""
+"""Evaluation reports: per-class precision and recall, the confusion matrix as a figure, JSON and
+Markdown."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"- {name}: {value:.4f}" for name, value in report["metrics"].items()]
     lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r['class']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
+        f"| {r['class']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f}"
+        f" | {r['support']} |"
         for r in report["per_class"]
     ]
     lines += [

@@ -12,14 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
 
 from distxfer.config import Config, config_to_dict, dump_config
 from distxfer.report import confusion_png
+from distxfer.train.evaluate import EvalResult
 from distxfer.train.hooks import Hook
+from distxfer.train.state import Outcome
 
 if TYPE_CHECKING:
     from distxfer.config import PhaseConfig
-    from distxfer.train.loop import EvalResult, Trainer
+    from distxfer.train.loop import Trainer
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
@@ -61,8 +64,6 @@ class TensorBoardHook(Hook):
         self.validation = tf.summary.create_file_writer(str(self.log_dir / "validation"))
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        from tensorboard.plugins.hparams import api as hp
-
         with self.train.as_default():
             hp.hparams(flatten(config_to_dict(self.config)), trial_id=str(trainer.run_dir))
             tf.summary.text(
@@ -74,7 +75,7 @@ class TensorBoardHook(Hook):
         count = trainer.config.output.image_grid
         if not count:
             return
-        images, labels = trainer.preview_batch(count)
+        images, labels = trainer.epochs.preview(trainer.position, count)
         grid = image_grid(images)
         names = ", ".join(trainer.splits.class_names[int(i)] for i in labels)
         with self.train.as_default():
@@ -92,7 +93,7 @@ class TensorBoardHook(Hook):
                 tf.summary.scalar(name, value, step=trainer.position.global_step)
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        epoch = trainer.epoch_key(trainer.position.phase, trainer.position.epoch)
+        epoch = trainer.epochs.index(trainer.position.phase, trainer.position.epoch)
         for name, value in metrics.items():
             writer, key = (
                 (self.validation, name[4:]) if name.startswith("val_") else (self.train, name)
@@ -116,6 +117,6 @@ class TensorBoardHook(Hook):
                 tf.summary.scalar(f"{split}/{name}", value, step=trainer.position.global_step)
         writer.flush()
 
-    def on_train_end(self, trainer: Trainer, outcome: str) -> None:
+    def on_train_end(self, trainer: Trainer, outcome: Outcome) -> None:
         self.train.close()
         self.validation.close()

@@ -1,22 +1,11 @@
-# Shared by the launchers: find distxfer's environment, count GPUs, print then run a command.
+# Shared by the launchers: find distxfer's environment. The launching is distxfer/launchers/.
 # shellcheck shell=bash
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${DISTXFER_VENV:-$REPO/.venv}
-if [ -x "$VENV/bin/distxfer" ]; then BIN="$VENV/bin/"; else BIN=""; fi
-DISTXFER="${BIN}distxfer"
-
-gpu_count() {
-    if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true
-    else echo 0; fi
-}
-
-default_np() {  # one process per GPU; 2 on a CPU-only machine, to try things out
-    local n
-    n=$(gpu_count)
-    if [ "${n:-0}" -gt 0 ]; then echo "$n"; else echo 2; fi
-}
-
-run() {
-    printf '[launch]'; printf ' %q' "$@"; echo
-    exec "$@"
-}
+if [ -x "$VENV/bin/distxfer" ]; then
+    DISTXFER="$VENV/bin/distxfer" PY="$VENV/bin/python"
+else  # distxfer on PATH, and the Python that runs it (its script's #! line)
+    DISTXFER=distxfer
+    PY=$(sed -n '1s/^#!//p' "$(command -v distxfer || echo /dev/null)" 2>/dev/null || true)
+    [ -n "$PY" ] && [ -x "$PY" ] || PY=python3
+fi

@@ -10,16 +10,4 @@
 # Several hosts need passwordless ssh between them and the same paths (shared filesystem).
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
-np=$(default_np) hosts="" mode=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -np|--num-proc) np=$2; shift 2 ;;
-        -H|--hosts) hosts=$2; shift 2 ;;
-        --gloo|--mpi) mode=("$1"); shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-        *) break ;;
-    esac
-done
-[ $# -gt 0 ] || { echo "horovodrun.sh: pass -c CONFIG [overrides] for distxfer train" >&2; exit 2; }
-[ -n "$hosts" ] || hosts="localhost:$np"
-run "${BIN}horovodrun" "${mode[@]}" -np "$np" -H "$hosts" "$DISTXFER" train engine.name=horovod "$@"
+exec "$PY" -m distxfer.launchers horovodrun --script "$0" --distxfer "$DISTXFER" "$@"

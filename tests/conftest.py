@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny learnable image datasets on disk, and running the real CLI in a subprocess."""
+"""Shared fixtures: tiny learnable image datasets on disk, running the real CLI in a subprocess."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def write_tiny_images(root: Path, per_class: int, *, size: int = 16, seed: int =
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
-    """train (3 classes x 24), val (3 x 5) and test (3 x 7) folders; sizes chosen not to divide evenly."""
+    """train (3 classes x 24), val (3 x 5) and test (3 x 7) folders; sizes that divide unevenly."""
     root = tmp_path_factory.mktemp("tiny")
     return {
         "train": write_tiny_images(root / "train", 24, seed=1),
@@ -91,7 +91,7 @@ def run_cli(
     )
     if check and result.returncode != 0:
         pytest.fail(
-            f"distxfer {' '.join(args[:2])} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
-            f"\n--- stderr\n{result.stderr[-6000:]}"
+            f"distxfer {' '.join(args[:2])} exited {result.returncode}"
+            f"\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
         )
     return result

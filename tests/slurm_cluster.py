@@ -44,7 +44,8 @@ class SlurmCluster:
         ]
         if os.geteuid() != 0 or missing:
             raise SlurmUnavailable(
-                f"needs root and {', '.join(missing) or 'nothing else'}; run launch/setup.sh as root"
+                f"needs root and {', '.join(missing) or 'nothing else'};"
+                " run launch/setup.sh as root"
             )
         self._start_munge()
         for sub in ("ctld", "d", "log"):
@@ -119,7 +120,8 @@ class SlurmCluster:
                 "InactiveLimit=0",
                 "KillWait=10",
                 "Waittime=0",
-                f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN",
+                f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory}"
+                " State=UNKNOWN",
                 f"PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
                 "",
             ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -15,10 +16,12 @@ from distxfer.checkpoint import (
     write_npz_atomic,
 )
 from distxfer.errors import CheckpointError
+from distxfer.train.state import STATE_VERSION, BestMetric, DataOrder, Position, RunState
 
 
 def snapshot(step: int, value: float = 1.0) -> Snapshot:
-    state = {"global_step": step, "num_model": 2, "num_optimizer": 1}
+    order = DataOrder(seed=0, global_batch=8, num_pipelines=1, num_train=10, train_fingerprint="f")
+    state = RunState(Position(0, 1, 2, step), "interval", False, optimizer_phase=0, data=order)
     return Snapshot(state, [np.full((2, 3), value, np.float32), np.arange(4)], [np.array(step)])
 
 
@@ -27,7 +30,7 @@ def test_saved_checkpoint_reads_back_identically(tmp_path):
     store.save(snapshot(10, 2.5), is_best=False)
     store.wait()
     back = store.latest()
-    assert back.state["global_step"] == 10
+    assert back.state.global_step == 10
     assert np.array_equal(back.model[0], np.full((2, 3), 2.5)) and np.array_equal(
         back.model[1], np.arange(4)
     )
@@ -40,7 +43,7 @@ def test_only_the_newest_k_are_kept_but_the_best_survives(tmp_path):
         store.save(snapshot(step, float(step)), is_best=step == 1)
     store.wait()
     assert store.steps() == [3, 4]
-    assert store.best().state["global_step"] == 1
+    assert store.best().state.global_step == 1
     assert float(store.best().model[0][0, 0]) == 1.0
 
 
@@ -49,7 +52,7 @@ def test_a_torn_newest_file_is_skipped_for_the_previous_one(tmp_path):
     store.save(snapshot(1), is_best=False)
     store.wait()
     store.path_for(2).write_bytes(b"PK\x03\x04 truncated")
-    assert store.latest().state["global_step"] == 1
+    assert store.latest().state.global_step == 1
 
 
 def test_leftover_temporary_files_are_removed_and_never_read(tmp_path):
@@ -106,3 +109,27 @@ def test_check_fits_rejects_other_architectures():
         check_fits([np.zeros((2, 3))], [FakeVariable((2, 3)), FakeVariable((3,))], "model", "run")
     with pytest.raises(CheckpointError, match=r"dense/kernel has shape \(4, 3\) here but \(2, 3\)"):
         check_fits([np.zeros((2, 3))], [FakeVariable((4, 3))], "model", "run")
+
+
+def test_a_checkpoint_records_its_whole_state(tmp_path):
+    store = CheckpointStore(tmp_path, keep=3, best_metric="val_accuracy", writer=True)
+    written = snapshot(7)
+    written.state.best = BestMetric("val_accuracy", 0.5, 6)
+    store.save(written, is_best=False)
+    store.wait()
+    assert store.latest().state == written.state
+
+
+def test_a_checkpoint_of_another_state_version_stops_instead_of_being_skipped(tmp_path):
+    store = CheckpointStore(tmp_path, keep=3, best_metric="val_accuracy", writer=True)
+    store.save(snapshot(1), is_best=False)
+    store.wait()
+    path = store.path_for(1)
+    with np.load(path) as data:
+        arrays = dict(data)
+    record = json.loads(str(arrays["state"]))
+    record["version"] = STATE_VERSION + 1
+    arrays["state"] = np.array(json.dumps(record))
+    write_npz_atomic(path, arrays)
+    with pytest.raises(CheckpointError, match="are from another distxfer version"):
+        store.latest()

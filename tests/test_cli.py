@@ -1,4 +1,4 @@
-"""The command line: bad input is one clear line and exit status 2, found before any expensive work."""
+"""The command line: bad input is one clear line and exit status 2, before any expensive work."""
 
 from __future__ import annotations
 

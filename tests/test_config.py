@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from distxfer.config import Config, config_differences, config_to_dict, dump_config, load_config
+from distxfer.config import (
+    Config,
+    TrainableSpec,
+    config_differences,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 from distxfer.errors import ConfigError
 
 
@@ -25,7 +32,7 @@ def test_yaml_values_become_typed_fields(tmp_path):
     assert isinstance(config, Config)
     assert config.seed == 3 and config.data.batch_size == 16 and config.data.image_size == [96, 128]
     assert [p.name for p in config.phases] == ["head", "tune"]
-    assert config.phases[1].trainable_spec() == ("top", 10)
+    assert config.phases[1].trainable_spec == TrainableSpec("top", count=10)
     assert config.phases[1].learning_rate == pytest.approx(1e-5)
 
 
@@ -119,3 +126,35 @@ def test_config_differences_lists_dotted_keys():
     a = config_to_dict(load_config(None, []))
     b = config_to_dict(load_config(None, ["data.batch_size=8", "phases.0.epochs=4"]))
     assert config_differences(a, b) == ["data.batch_size", "phases.0.epochs"]
+
+
+def test_a_null_image_size_becomes_the_backbones_native_size():
+    assert load_config(None, ["model.backbone=InceptionV3"]).data.image_size == [299, 299]
+    assert load_config(None, ["data.image_size=[96, 128]"]).data.image_size == [96, 128]
+
+
+def test_a_model_without_a_native_size_needs_an_image_size():
+    with pytest.raises(ConfigError, match="data.image_size: the mlp model has no native size"):
+        load_config(None, ["model.backbone=mlp"])
+
+
+def test_an_unknown_backbone_is_refused_when_the_config_loads():
+    with pytest.raises(ConfigError, match="unknown backbone 'ResNet5O'; did you mean ResNet50"):
+        load_config(None, ["model.backbone=ResNet5O", "data.image_size=[64, 64]"])
+
+
+def test_weights_spelled_imagenet_in_any_case_mean_imagenet():
+    assert load_config(None, ["model.weights=ImageNet"]).model.weights == "imagenet"
+
+
+def test_checking_a_loaded_config_changes_nothing():
+    config = load_config(None, ["phases=[{epochs: 1}, {trainable: 'top:3'}]"])
+    before = config_to_dict(config)
+    config.check()
+    assert config_to_dict(config) == before
+
+
+def test_trainable_is_parsed_once_and_kept():
+    phase = load_config(None, ["phases=[{trainable: 'from:block5_conv1'}]"]).phases[0]
+    assert phase.trainable_spec == TrainableSpec("from", layer="block5_conv1")
+    assert phase.trainable_spec is phase.trainable_spec

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -185,21 +183,3 @@ def test_evaluation_can_run_from_a_test_dir_alone(tmp_path):
     splits = load_splits(DataConfig(test_dir=str(tmp_path)), seed=0, need_train=False)
     assert (splits.train, splits.val, len(splits.test)) == (None, None, 5)
     assert splits.class_names == ("a", "b")
-
-
-def test_load_splits_does_not_import_tensorflow(tmp_path):
-    class_tree(tmp_path, {"a": 3, "b": 3})
-    code = (
-        "import sys; from distxfer.config.schema import DataConfig; "
-        "from distxfer.data import load_splits; "
-        f"load_splits(DataConfig(train_dir={str(tmp_path)!r}, val_split=0.3), 0); "
-        "print('tensorflow' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert out.stdout.strip() == "False"

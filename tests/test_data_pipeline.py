@@ -1,4 +1,5 @@
-"""The tf.data pipeline over folder splits: output contract, sharding, resume, determinism, cache."""
+"""The tf.data pipeline over folder splits: output contract, sharding, resume, determinism,
+cache."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ tf = pytest.importorskip("tensorflow")
 
 from distxfer.config.schema import AugmentConfig, DataConfig  # noqa: E402
 from distxfer.data.cache import clear_loaded  # noqa: E402
-from distxfer.data.layout import epoch_steps  # noqa: E402
+from distxfer.data.layout import Batching  # noqa: E402
 from distxfer.data.load import load_splits  # noqa: E402
 from distxfer.data.pipeline import eval_dataset, train_dataset  # noqa: E402
 
@@ -45,22 +46,24 @@ def run(
     crop=None,
 ):
     cfg = DataConfig(
-        cache=cache, augment=AugmentConfig(**{**vars(augment), "random_resized_crop": crop})
+        cache=cache,
+        image_size=[4, 4],
+        color_mode="grayscale" if channels == 1 else "rgb",
+        augment=AugmentConfig(**{**vars(augment), "random_resized_crop": crop}),
     )
-    common = dict(
-        cfg=cfg,
-        image_size=(4, 4),
-        channels=channels,
-        per_replica_batch=batch,
-        replicas_per_pipeline=replicas,
-        num_pipelines=pipelines,
-        pipeline=pipeline,
-        cache_dir=cache_dir,
-    )
+    batching = Batching(batch, replicas, pipelines, pipeline)
     if training:
-        ds, steps = train_dataset(split, seed=3, epoch=epoch, start_step=start_step, **common)
+        ds, steps = train_dataset(
+            split,
+            batching,
+            cfg=cfg,
+            seed=3,
+            epoch=epoch,
+            start_step=start_step,
+            cache_dir=cache_dir,
+        )
     else:
-        ds, steps = eval_dataset(split, **common)
+        ds, steps = eval_dataset(split, batching, cfg=cfg, cache_dir=cache_dir)
     return list(ds.as_numpy_iterator()), steps, ds
 
 
@@ -95,7 +98,7 @@ def test_a_pipeline_yields_steps_times_replicas_full_batches(data):
 
 def test_epoch_steps_predicts_the_steps_of_a_folder_epoch(data):
     _, split = data
-    assert epoch_steps(split, per_replica_batch=2, replicas_per_pipeline=2, num_pipelines=2) == 2
+    assert split.epoch_steps(Batching(2, 2, 2), seed=0, epoch=0, shuffle=True) == 2
 
 
 def test_every_sample_is_trained_once_per_epoch_across_two_pipelines(data):

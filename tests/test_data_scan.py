@@ -1,4 +1,4 @@
-"""Finding bad image files before training: quick scan, full scan, the bad-file policies, inspect."""
+"""Finding bad image files before training: quick scan, full scan, bad-file policies, inspect."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from imagefiles import class_tree, write
 tf = pytest.importorskip("tensorflow")
 
 from distxfer.config.schema import AugmentConfig, DataConfig  # noqa: E402
-from distxfer.data.layout import epoch_steps  # noqa: E402
+from distxfer.data.layout import Batching  # noqa: E402
 from distxfer.data.load import load_splits  # noqa: E402
 from distxfer.data.pipeline import eval_dataset, train_dataset  # noqa: E402
 from distxfer.data.splits import RecordSplit  # noqa: E402
@@ -37,19 +37,14 @@ def stored(split: RecordSplit) -> dict[int, int]:
 
 
 def run(split, *, training, pipeline=0, pipelines=1, batch=2, start_step=0, epoch=0):
-    common = dict(
-        cfg=DataConfig(augment=AugmentConfig(horizontal_flip=True)),
-        image_size=(4, 4),
-        channels=3,
-        per_replica_batch=batch,
-        replicas_per_pipeline=1,
-        num_pipelines=pipelines,
-        pipeline=pipeline,
-    )
+    cfg = DataConfig(image_size=[4, 4], augment=AugmentConfig(horizontal_flip=True))
+    batching = Batching(batch, 1, pipelines, pipeline)
     if training:
-        ds, steps = train_dataset(split, seed=0, epoch=epoch, start_step=start_step, **common)
+        ds, steps = train_dataset(
+            split, batching, cfg=cfg, seed=0, epoch=epoch, start_step=start_step
+        )
     else:
-        ds, steps = eval_dataset(split, **common)
+        ds, steps = eval_dataset(split, batching, cfg=cfg)
     return list(ds.as_numpy_iterator()), steps
 
 
@@ -107,14 +102,7 @@ def test_epoch_steps_predicts_the_steps_of_every_record_epoch(converted):
     _, out, _ = converted
     split = load_splits(DataConfig(train_dir=str(out)), seed=0).train
     for epoch in range(4):
-        predicted = epoch_steps(
-            split,
-            per_replica_batch=2,
-            replicas_per_pipeline=1,
-            num_pipelines=2,
-            seed=0,
-            epoch=epoch,
-        )
+        predicted = split.epoch_steps(Batching(2, 1, 2), seed=0, epoch=epoch, shuffle=True)
         assert predicted == run(split, training=True, pipelines=2, epoch=epoch)[1]
 
 
@@ -191,11 +179,12 @@ def test_the_trainer_refuses_too_few_record_files_before_building_the_model(
 ):
     from distxfer.config import load_config
     from distxfer.engines.base import Engine
+    from distxfer.engines.detect import Launch
     from distxfer.train import loop
 
     _, out, _ = converted
     config = load_config(
-        None, [f"data.train_dir={out}", "data.image_size=[8,8]", "model.backbone=mnist_mlp"]
+        None, [f"data.train_dir={out}", "data.image_size=[8,8]", "model.backbone=mlp"]
     )
     splits = load_splits(config.data, seed=0)
 
@@ -204,7 +193,7 @@ def test_the_trainer_refuses_too_few_record_files_before_building_the_model(
 
     monkeypatch.setattr(loop, "build_model", no_build)
     with pytest.raises(DataError, match="re-convert with --shards 5 or more"):
-        loop.Trainer(config, Engine(size=5), splits, tmp_path / "run")
+        loop.Trainer(config, Engine(Launch("mpirun", size=5)), splits, tmp_path / "run")
 
 
 def test_converting_into_a_converted_folder_is_refused(converted):

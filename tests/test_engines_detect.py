@@ -8,12 +8,8 @@ import pytest
 
 from distxfer.engines import detect
 from distxfer.engines.detect import choose_engine, detect_launch, tf_config_position
-from distxfer.engines.tfconfig import (
-    ensure_tf_config,
-    expand_hostlist,
-    tasks_per_node,
-    workers_from_slurm,
-)
+from distxfer.engines.slurm import expand_hostlist, tasks_per_node, workers_from_slurm
+from distxfer.engines.tfconfig import ensure_tf_config
 from distxfer.errors import EngineError
 
 
@@ -153,14 +149,36 @@ def test_horovod_engine_refuses_a_world_smaller_than_the_launch(monkeypatch):
 
     fake = types.ModuleType("horovod.tensorflow")
     fake.init = lambda: None
-    fake.size, fake.rank, fake.local_rank = (lambda: 1), (lambda: 0), (lambda: 0)
+    fake.size = fake.local_size = lambda: 1
+    fake.rank = fake.local_rank = lambda: 0
     fake.Compression = types.SimpleNamespace(fp16="fp16", none="none")
     monkeypatch.setitem(sys.modules, "horovod", types.ModuleType("horovod"))
     monkeypatch.setitem(sys.modules, "horovod.tensorflow", fake)
+    monkeypatch.delitem(sys.modules, "distxfer.engines.horovod", raising=False)
     from distxfer.engines.horovod import HorovodEngine
 
     with pytest.raises(
         EngineError, match="Horovod sees 1 process\\(es\\) but the launcher started 2"
     ):
-        HorovodEngine(fp16_allreduce=False, reason="test", expected_size=2)
-    assert HorovodEngine(fp16_allreduce=False, reason="test", expected_size=1).size == 1
+        HorovodEngine(detect.Launch("srun", size=2), fp16_allreduce=False, reason="test")
+    engine = HorovodEngine(detect.Launch("none"), fp16_allreduce=False, reason="test")
+    assert (engine.rank, engine.size) == (0, 1)
+    monkeypatch.delitem(sys.modules, "distxfer.engines.horovod")  # not the fake's, for later tests
+
+
+def test_the_engine_answers_where_it_runs_from_its_launch():
+    from distxfer.engines.base import Engine
+
+    engine = Engine(detect.Launch("srun", rank=3, local_rank=1, size=4, local_size=2))
+    assert (engine.rank, engine.local_rank, engine.size, engine.is_chief) == (3, 1, 4, False)
+    assert engine.num_replicas == 4 and Engine(detect.Launch("none")).is_chief
+
+
+def test_the_current_launch_is_detected_once(monkeypatch):
+    detect.current_launch.cache_clear()
+    monkeypatch.setenv("HOROVOD_RANK", "1")
+    monkeypatch.setenv("HOROVOD_SIZE", "2")
+    first = detect.current_launch()
+    monkeypatch.setenv("HOROVOD_RANK", "0")
+    assert detect.current_launch() is first and first.rank == 1
+    detect.current_launch.cache_clear()

@@ -7,7 +7,7 @@ Trainer through tests/workers/train_worker.py, which gives every rank its own ru
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import shutil
 import subprocess
@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from conftest import REPO, cli_env
 
-from distxfer.engines.tfconfig import free_port
+from distxfer import launchers
+from distxfer.launchers import ProcessSpec
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 WORKER = str(REPO / "tests" / "workers" / "train_worker.py")
@@ -26,7 +27,7 @@ ENGINES = ["horovod-gloo", "horovod-mpi", "multiworker", "mirrored"]
 
 
 def worker_overrides(data: dict[str, Path], batch: int, engine: str, *extra: str) -> list[str]:
-    """Deterministic training: no shuffle randomness beyond the seed, no dropout, no augmentation."""
+    """Deterministic training: no shuffle randomness beyond the seed, no dropout or augmentation."""
     return [
         f"data.train_dir={data['train']}",
         f"data.val_dir={data['val']}",
@@ -41,93 +42,57 @@ def worker_overrides(data: dict[str, Path], batch: int, engine: str, *extra: str
         "seed=5",
         f"engine.name={engine}",
         "engine.threads=1",
-        "phases=[{name: a, epochs: 2, trainable: all, optimizer: sgd, momentum: 0.9, learning_rate: 0.05,"
-        " lr_scaling: none, schedule: constant}]",
+        "phases=[{name: a, epochs: 2, trainable: all, optimizer: sgd, momentum: 0.9,"
+        " learning_rate: 0.05, lr_scaling: none, schedule: constant}]",
         *extra,
     ]
 
 
-def commands(kind: str, args: list[str]) -> list[tuple[list[str], dict[str, str]]]:
-    """The processes to start for 2 workers of `kind`, each with its environment."""
+def commands(kind: str, args: list[str]) -> list[ProcessSpec]:
+    """The processes to start for 2 workers of `kind` (run with cli_env())."""
     python = [sys.executable, WORKER, *args]
-    env = cli_env()
     if kind == "horovod-gloo":
-        runner = str(Path(sys.executable).with_name("horovodrun"))
-        return [
-            (
-                [runner, "--gloo", "-np", "2", "-H", "localhost:2", *python, "engine.name=horovod"],
-                env,
-            )
-        ]
+        return launchers.horovodrun([*python, "engine.name=horovod"], n=2, controller="gloo")
     if kind == "horovod-mpi":
-        return [
-            (
-                [
-                    "mpirun",
-                    "--allow-run-as-root",
-                    "--oversubscribe",
-                    "-np",
-                    "2",
-                    "--bind-to",
-                    "none",
-                    "-x",
-                    "PYTHONPATH",
-                    "-x",
-                    "TF_CPP_MIN_LOG_LEVEL",
-                    "-x",
-                    "OMP_NUM_THREADS",
-                    *python,
-                    "engine.name=horovod",
-                ],
-                env,
-            )
-        ]
+        program = [*python, "engine.name=horovod"]
+        return launchers.mpirun(program, n=2, oversubscribe=True, env=cli_env())
     if kind == "multiworker":
-        ports = [free_port("127.0.0.1") for _ in range(2)]
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-        return [
-            (
-                [*python, "engine.name=multiworker"],
-                {
-                    **env,
-                    "TF_CONFIG": json.dumps(
-                        {"cluster": cluster, "task": {"type": "worker", "index": i}}
-                    ),
-                },
-            )
-            for i in range(2)
-        ]
+        return launchers.tf_config_workers([*python, "engine.name=multiworker"], n=2)
     if kind == "mirrored":
-        return [([*python, "engine.name=mirrored", "engine.cpu_replicas=2"], env)]
-    return [([*python, "engine.name=single"], env)]
+        return launchers.mirrored([*python, "engine.name=mirrored", "engine.cpu_replicas=2"])
+    return [ProcessSpec([*python, "engine.name=single"])]
 
 
 def run_workers(
     kind: str, report: Path, run_root: Path, overrides: list[str], *flags: str
 ) -> list[dict]:
     args = ["--report-dir", str(report), "--run-root", str(run_root), *flags, *overrides]
-    processes = [
-        subprocess.Popen(
-            cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for cmd, env in commands(kind, args)
-    ]
-    outputs = []
-    for process in processes:
-        try:
-            outputs.append(process.communicate(timeout=420)[0])
-        except subprocess.TimeoutExpired:
-            for p in processes:
-                p.kill()
-            pytest.fail(f"{kind} workers hung:\n" + "\n".join(o[-3000:] for o in outputs))
-    if any(p.returncode for p in processes):
-        pytest.fail(f"{kind} workers failed:\n" + "\n".join(o[-5000:] for o in outputs))
+    processes = commands(kind, args)
+    output = io.StringIO()
+    try:
+        status = launchers.supervise(processes, env=cli_env(), cwd=REPO, output=output, timeout=420)
+    except TimeoutError:
+        pytest.fail(f"{kind} workers hung:\n" + output.getvalue()[-6000:])
+    if status:  # the end of each worker's output ([worker i] lines; mpirun tags its ranks)
+        lines = output.getvalue().splitlines()
+        prefixes = [f"[worker {i}] " for i in range(len(processes))] if len(processes) > 1 else [""]
+        tails = ["\n".join(x for x in lines if x.startswith(p))[-6000:] for p in prefixes]
+        pytest.fail(f"{kind} workers failed with status {status}:\n" + "\n".join(tails))
     ranks = sorted(report.glob("rank*.npz"))
     return [dict(np.load(path)) for path in ranks]
 
 
-def weights(dump: dict, replica: int = 0) -> list[np.ndarray]:
-    return [dump[k] for k in sorted(dump) if k.startswith(f"r{replica}_")]
+def weights(dump: dict, replica: int = 0, when: str = "r") -> list[np.ndarray]:
+    """A replica's weights after training (`when="r"`) or before it (`"i"`)."""
+    return [dump[k] for k in sorted(dump) if k.startswith(f"{when}{replica}_")]
+
+
+def assert_trained(dump: dict, replica: int = 0) -> None:
+    """Every variable moved away from the weights training started from."""
+    before, after = weights(dump, replica, "i"), weights(dump, replica)
+    assert len(before) == len(after) > 0
+    for start, end in zip(before, after):
+        assert not np.allclose(start, end, atol=1e-4), "a variable did not train"
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +114,12 @@ def test_two_workers_train_exactly_like_one_and_agree(kind, tiny_data, reference
     assert len(replicas) == 2 and int(dumps[0]["replicas"]) == 2
     for a, b in zip(*replicas):
         assert np.array_equal(a, b), "replicas hold different weights after training"
+    for start, want_start in zip(weights(dumps[0], 0, "i"), weights(reference, 0, "i")):
+        assert np.array_equal(start, want_start), "2 workers started from other weights"
     for got, want in zip(replicas[0], weights(reference)):
         np.testing.assert_allclose(got, want, atol=2e-5, err_msg="2 workers diverged from 1 worker")
-    assert not np.allclose(replicas[0][0], 0)  # trained, not zeros
+    assert_trained(reference)
+    assert_trained(dumps[0])
 
 
 @pytest.mark.parametrize("kind", ENGINES)
@@ -206,12 +174,12 @@ def test_a_resumed_two_worker_run_restores_the_same_state_everywhere(kind, tiny_
         writer=False,
     )
     stopped = store.latest()
-    assert stopped.state["reason"] == "time" and 0 < stopped.state["global_step"] < 18
+    assert stopped.state.reason == "time" and 0 < stopped.state.global_step < 18
     run_workers(kind, tmp_path / "second", tmp_path / "runs", overrides, "--dump-restored")
     restored = [dict(np.load(p)) for p in sorted((tmp_path / "second").glob("restored_rank*.npz"))]
     assert len(restored) == (1 if kind == "mirrored" else 2)
     for dump in restored:
-        assert int(dump["step"]) == int(dump["iterations"]) == stopped.state["global_step"]
+        assert int(dump["step"]) == int(dump["iterations"]) == stopped.state.global_step
         for replica in range(2 if kind == "mirrored" else 1):
             for got, want in zip(weights(dump, replica), stopped.model):
                 assert np.array_equal(got, want)
@@ -247,3 +215,4 @@ def test_horovod_fp16_gradient_compression_keeps_ranks_identical(tiny_data, refe
         assert np.array_equal(a, b)
     for got, want in zip(first, weights(reference)):  # float16 on the wire: close, not bit-equal
         np.testing.assert_allclose(got, want, atol=5e-3)
+    assert_trained(dumps[0])

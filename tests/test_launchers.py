@@ -1,4 +1,4 @@
-"""The launcher scripts start real multi-worker runs of `distxfer train`; only rank 0 writes or talks."""
+"""launch/*.sh start real multi-worker runs of `distxfer train`; only rank 0 writes or talks."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ LAUNCHERS = {
         "horovod",
         re.compile(r"^\[1\]<(stdout|stderr)>:(.*)$"),
     ),
-    "mpirun": (["launch/mpirun.sh", "-np", "2"], "horovod", None),
+    "mpirun": (
+        ["launch/mpirun.sh", "-np", "2"],
+        "horovod",
+        re.compile(r"^\[1,1\]<(stdout|stderr)>:(.*)$"),  # OpenMPI's --tag-output: [job,rank]
+    ),
     "multiworker": (
         ["launch/multiworker_local.sh", "-n", "2"],
         "multiworker",
@@ -29,6 +33,8 @@ LAUNCHERS = {
     ),
     "mirrored": (["launch/mirrored.sh", "--cpu-replicas", "2"], "mirrored", None),
 }
+# Printed by the chief alone, once per run: a second process or replica talking repeats them.
+CHIEF_ONCE = [re.compile(r"Epoch 1/1(?!\d)"), re.compile(r" INFO phase 1 '")]
 
 
 def run_launcher(name: str, data: dict[str, Path], run_dir: Path) -> str:
@@ -88,6 +94,8 @@ def test_launcher_runs_training_and_only_the_chief_writes_and_talks(name, tiny_d
         == LAUNCHERS[name][1]
     )
     assert "engine " + LAUNCHERS[name][1] + ": 2 process(es)" in output or name == "mirrored"
+    for once in CHIEF_ONCE:
+        assert len(once.findall(output)) == 1, (once.pattern, output[-6000:])
     pattern = LAUNCHERS[name][2]
     if pattern is None:
         return

@@ -8,7 +8,8 @@ import pytest
 
 from distxfer.config.schema import HeadConfig, ModelConfig
 from distxfer.errors import ConfigError
-from distxfer.models import backbone_of, build_model, probability_model
+from distxfer.models import backbone_of, build_model, leaf_layers, probability_model
+from distxfer.models.build import batchnorm_frozen
 
 
 def model_cfg(backbone: str = "MobileNetV2", **kwargs) -> ModelConfig:
@@ -170,12 +171,40 @@ def test_trained_batchnorm_follows_the_training_flag():
     assert not np.array_equal(bn.moving_mean.numpy(), before)
 
 
+def test_batchnorm_frozen_tells_which_mode_the_model_was_built_in():
+    frozen = build_model(model_cfg(batchnorm="frozen"), 3, (32, 32), 3)
+    trained = build_model(model_cfg(batchnorm="train"), 3, (32, 32), 3)
+    mlp = build_model(model_cfg("mlp", head=HeadConfig(pooling="flatten")), 3, (28, 28), 1)
+    assert batchnorm_frozen(frozen)
+    assert not batchnorm_frozen(trained)
+    assert not batchnorm_frozen(mlp)
+
+
 def test_frozen_batchnorm_still_applies_head_dropout_in_training():
     cfg = model_cfg(batchnorm="frozen", head=HeadConfig(dropout=0.5, hidden_units=64))
     model = build_model(cfg, 3, (32, 32), 3)
     x = images(n=4)
     trained, inferred = model(x, training=True).numpy(), model(x, training=False).numpy()
     assert not np.allclose(trained, inferred, rtol=1e-3, atol=0)
+
+
+def test_leaf_layers_put_the_backbones_layers_in_its_place():
+    model = build_model(model_cfg(head=HeadConfig(hidden_units=8)), 3, (32, 32), 3)
+    backbone = backbone_of(model)
+    expected = [*model.layers[:2], *backbone.layers, *model.layers[3:]]
+    assert model.layers[2] is backbone
+    assert [id(layer) for layer in leaf_layers(model)] == [id(layer) for layer in expected]
+
+
+def test_leaf_layers_find_the_batchnorm_layers_keras_flatten_layers_finds():
+    model = build_model(model_cfg("MobileNetV2"), 3, (32, 32), 3)
+
+    def batchnorm_ids(layers):
+        return {id(layer) for layer in layers if isinstance(layer, keras.layers.BatchNormalization)}
+
+    expected = batchnorm_ids(model._flatten_layers())
+    assert len(expected) == 52  # MobileNetV2's BatchNormalization layers
+    assert batchnorm_ids(leaf_layers(model)) == expected
 
 
 def test_imagenet_weights_without_internet_is_a_config_error_naming_the_cache(

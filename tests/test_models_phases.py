@@ -31,12 +31,12 @@ def images(n: int = 4) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def vgg16():
     return build("VGG16", head=HeadConfig(hidden_units=8))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def mobilenet():
     return build("MobileNetV2")
 

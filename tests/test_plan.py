@@ -1,4 +1,5 @@
-"""The data plan: every sample once per epoch, equal steps everywhere, global batches independent of workers."""
+"""The data plan: every sample once per epoch, equal steps everywhere, global batches that do not
+depend on the workers."""
 
 from __future__ import annotations
 

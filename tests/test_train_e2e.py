@@ -1,8 +1,10 @@
-"""`distxfer train` end to end in real processes: outputs, TensorBoard, resume after a kill, signals."""
+"""`distxfer train` end to end in real processes: outputs, TensorBoard, resume after a kill,
+signals."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +19,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained_run(tiny_data, tmp_path_factory) -> Path:
+def trained_once(tiny_data, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     run_cli("train", "-c", "configs/mnist_mlp.yaml", *tiny_overrides(tiny_data, run_dir))
     return run_dir
+
+
+@pytest.fixture
+def trained_run(trained_once, tmp_path) -> Path:
+    """A copy of the trained run that this test owns (and may change)."""
+    return Path(shutil.copytree(trained_once, tmp_path / "tiny"))
 
 
 def test_training_writes_a_complete_run_directory(trained_run):
@@ -223,7 +231,7 @@ def final_weights(run_dir: Path) -> list[np.ndarray]:
         run_dir / "checkpoints", keep=3, best_metric="val_accuracy", writer=False
     )
     snapshot = store.latest()
-    assert snapshot.state["finished"]
+    assert snapshot.state.finished
     return snapshot.model
 
 
@@ -280,7 +288,7 @@ def test_sigterm_checkpoints_the_current_step_and_exits_75(tiny_data, tmp_path):
     latest = CheckpointStore(
         run_dir / "checkpoints", keep=3, best_metric="val_accuracy", writer=False
     ).latest()
-    assert latest.state["reason"] == "signal" and not latest.state["finished"]
+    assert latest.state.reason == "signal" and not latest.state.finished
 
 
 def test_mixed_precision_xla_and_multi_step_calls_train_on_cpu(tiny_data, tmp_path):
@@ -309,7 +317,7 @@ def test_mixed_precision_xla_and_multi_step_calls_train_on_cpu(tiny_data, tmp_pa
     assert floats and all(
         a.dtype == np.float32 for a in floats
     )  # variables stay float32 under mixed precision
-    assert latest.state["global_step"] == 36
+    assert latest.state.global_step == 36
     import zipfile
 
     with zipfile.ZipFile(run_dir / "model.keras") as archive:

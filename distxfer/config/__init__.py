@@ -1,4 +1,8 @@
-"""Typed run configuration: the dataclasses (`schema`) and how YAML and overrides become them (`loader`)."""
+"""Typed run configuration.
+
+`schema` holds the dataclasses and their checks, `loader` turns YAML and dotted overrides into
+them, `resolve` fills in what follows from other keys; `load_config` does all three, once.
+"""
 
 from distxfer.config.loader import config_differences, config_to_dict, dump_config, load_config
 from distxfer.config.schema import (
@@ -10,6 +14,7 @@ from distxfer.config.schema import (
     ModelConfig,
     OutputConfig,
     PhaseConfig,
+    TrainableSpec,
 )
 
 __all__ = [
@@ -21,6 +26,7 @@ __all__ = [
     "ModelConfig",
     "OutputConfig",
     "PhaseConfig",
+    "TrainableSpec",
     "config_differences",
     "config_to_dict",
     "dump_config",

@@ -20,6 +20,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from distxfer.config.resolve import resolve
 from distxfer.config.schema import Config
 from distxfer.errors import ConfigError
 
@@ -29,13 +30,13 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Config:
-    """Read a YAML file (or start from defaults), apply overrides, type and check everything."""
+    """Read a YAML file (or start from defaults), apply overrides, type, resolve, check."""
     raw: dict[str, Any] = {}
     if path is not None:
         raw = read_yaml(Path(path))
     for item in overrides:
         apply_override(raw, item)
-    config = from_dict(Config, raw, "")
+    config = resolve(from_dict(Config, raw, ""))
     config.check()
     return config
 

@@ -1,14 +1,16 @@
 """The config tree: what a run is made of, as typed dataclasses with their own value checks.
 
-Field types are enforced by `distxfer.config.loader`; each `check` method here rejects values
-that have the right type but cannot work, naming the key. Defaults are what a user gets without
-writing the key, so each one is a value we would choose ourselves.
+Field types are enforced by `distxfer.config.loader`; values that follow from other keys are
+filled in by `distxfer.config.resolve`; then each `check` method here rejects values that have
+the right type but cannot work, naming the key. Checks only read. Defaults are what a user gets
+without writing the key, so each one is a value we would choose ourselves.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from distxfer.errors import ConfigError
@@ -33,9 +35,8 @@ class AugmentConfig:
     horizontal_flip: bool = False
     vertical_flip: bool = False
     brightness: list[float] | None = None  # [lo, hi] multiplicative, like brightness_range
-    random_resized_crop: list[float] | None = (
-        None  # [min_area, max_area] fraction, e.g. [0.08, 1.0]
-    )
+    # [min_area, max_area] fraction, e.g. [0.08, 1.0]
+    random_resized_crop: list[float] | None = None
     fill_mode: Literal["nearest", "constant", "reflect", "wrap"] = "nearest"
     fill_value: float = 0.0
 
@@ -45,7 +46,8 @@ class AugmentConfig:
         return 1.0 - float(self.zoom), 1.0 + float(self.zoom)
 
     @property
-    def enabled(self) -> bool:
+    def geometric(self) -> bool:
+        """Whether any knob moves pixels (so the projective transform must run)."""
         return bool(
             self.rotation
             or self.width_shift
@@ -54,9 +56,12 @@ class AugmentConfig:
             or self.zoom_range() != (1.0, 1.0)
             or self.horizontal_flip
             or self.vertical_flip
-            or self.brightness
-            or self.random_resized_crop
         )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether training augments at all."""
+        return bool(self.geometric or self.brightness or self.random_resized_crop)
 
     def check(self, key: str) -> None:
         _require(0 <= self.rotation <= 180, f"{key}.rotation", "must be between 0 and 180 degrees")
@@ -90,23 +95,33 @@ class AugmentConfig:
 class DataConfig:
     """Where the images are and how they become batches."""
 
-    train_dir: str | None = (
-        None  # class folders, or a TFRecord folder made by `distxfer data convert`
-    )
+    # class folders, or a TFRecord folder made by `distxfer data convert`
+    train_dir: str | None = None
     val_dir: str | None = None
     val_split: float = 0.0  # fraction of train_dir held out per class when val_dir is not given
     test_dir: str | None = None
     image_size: list[int] | None = None  # [height, width]; null = the backbone's native size
     color_mode: Literal["rgb", "grayscale"] = "rgb"
-    batch_size: int = (
-        32  # per replica (per GPU / per worker thread); global = batch_size x replicas
-    )
+    # per replica (per GPU / per worker thread); global = batch_size x replicas
+    batch_size: int = 32
     shuffle: bool = True
     cache: Literal["none", "memory", "disk"] = "none"  # decoded, resized images
     scan: Literal["quick", "full", "off"] = "quick"  # look for bad files before training
     bad_files: Literal["error", "skip"] = "error"
     follow_links: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def channels(self) -> int:
+        """Channels of the images the model takes: 1 for grayscale, else 3."""
+        return 1 if self.color_mode == "grayscale" else 3
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """`image_size` as (height, width); set for every loaded config (see `resolve`)."""
+        if self.image_size is None:
+            raise ValueError("data.image_size is unresolved; load configs with load_config")
+        return int(self.image_size[0]), int(self.image_size[1])
 
     def check(self, key: str) -> None:
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be at least 1")
@@ -153,8 +168,6 @@ class ModelConfig:
         _require(
             bool(self.backbone.strip()), f"{key}.backbone", "must name a backbone, e.g. ResNet50"
         )
-        if self.weights is not None and self.weights.strip().lower() in ("none", ""):
-            self.weights = None  # YAML's `none` is a string; both spellings mean random init
         _require(self.rescale > 0, f"{key}.rescale", "must be positive")
         self.head.check(f"{key}.head")
 
@@ -170,9 +183,8 @@ class PhaseConfig:
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = 1e-3  # for reference_batch; scaled to the global batch by lr_scaling
     lr_scaling: Literal["none", "linear", "sqrt"] = "linear"
-    reference_batch: int | None = (
-        None  # the batch learning_rate was tuned for; null = data.batch_size
-    )
+    # the batch learning_rate was tuned for; null = data.batch_size
+    reference_batch: int | None = None
     momentum: float = 0.9  # sgd and rmsprop
     weight_decay: float = 0.0
     schedule: Literal["constant", "cosine", "step"] = "cosine"
@@ -210,21 +222,36 @@ class PhaseConfig:
         _require(0 <= self.label_smoothing < 1, f"{key}.label_smoothing", "must be in [0, 1)")
         _require(self.weight_decay >= 0, f"{key}.weight_decay", "must be 0 or more")
         _require(self.clipnorm is None or self.clipnorm > 0, f"{key}.clipnorm", "must be positive")
-        self.trainable_spec(key)
+        try:
+            self.trainable_spec  # noqa: B018 - parsing is the check
+        except ConfigError as exc:
+            raise ConfigError(f"{key}.trainable: {exc}") from None
 
-    def trainable_spec(self, key: str = "trainable") -> tuple[str, str | int | None]:
-        """Parse `trainable` into ("head"|"all", None), ("top", N) or ("from", layer name)."""
-        value = self.trainable.strip()
+    @cached_property
+    def trainable_spec(self) -> TrainableSpec:
+        """`trainable`, parsed once (a bad value raises ConfigError; `check` names the key)."""
+        return TrainableSpec.parse(self.trainable)
+
+
+@dataclass(frozen=True)
+class TrainableSpec:
+    """Which backbone layers learn in a phase: `phases[].trainable` parsed."""
+
+    kind: Literal["head", "all", "top", "from"]
+    count: int = 0  # top:N, the last N backbone layers with weights
+    layer: str = ""  # from:LAYER, that layer and every one after it
+
+    @classmethod
+    def parse(cls, text: str) -> TrainableSpec:
+        value = text.strip()
         if value in ("head", "all"):
-            return value, None
+            return cls(value)  # type: ignore[arg-type]
         kind, _, arg = value.partition(":")
         if kind == "top" and arg.strip().isdigit() and int(arg) >= 1:
-            return "top", int(arg)
+            return cls("top", count=int(arg))
         if kind == "from" and arg.strip():
-            return "from", arg.strip()
-        raise ConfigError(
-            f"{key}.trainable: {value!r} is not one of head, all, top:N, from:LAYER_NAME"
-        )
+            return cls("from", layer=arg.strip())
+        raise ConfigError(f"{value!r} is not one of head, all, top:N, from:LAYER_NAME")
 
 
 @dataclass
@@ -287,11 +314,9 @@ class Config:
         _require(len(self.phases) >= 1, "phases", "must list at least one phase")
         self.data.check("data")
         self.model.check("model")
-        names = [p.name for p in self.phases if p.name]
+        names = [p.name for p in self.phases]
         _require(len(names) == len(set(names)), "phases", "phase names must be unique")
         for i, phase in enumerate(self.phases):
-            if not phase.name:
-                phase.name = f"phase{i + 1}"
             phase.check(f"phases.{i}")
         self.engine.check("engine")
         self.output.check("output")

@@ -32,19 +32,6 @@ def sample_seed(seed: int, epoch: int, sample_id: tf.Tensor) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(base, tf.cast(sample_id, tf.int64), alg=_ALG)
 
 
-def is_geometric(cfg: AugmentConfig) -> bool:
-    """Whether any knob moves pixels (and so the projective transform must run)."""
-    return bool(
-        cfg.rotation
-        or cfg.width_shift
-        or cfg.height_shift
-        or cfg.shear
-        or cfg.zoom_range() != (1.0, 1.0)
-        or cfg.horizontal_flip
-        or cfg.vertical_flip
-    )
-
-
 def random_resized_crop(
     image: tf.Tensor, seed: tf.Tensor, cfg: AugmentConfig, size: tuple[int, int]
 ) -> tf.Tensor:
@@ -131,10 +118,10 @@ def apply_augmentation(
     images: tf.Tensor, transforms: tf.Tensor, brightness: tf.Tensor, cfg: AugmentConfig
 ) -> tf.Tensor:
     """uint8 [B, H, W, C] -> augmented uint8, one transform [B, 8] and factor [B] per image."""
-    if not is_geometric(cfg) and not cfg.brightness:
+    if not cfg.geometric and not cfg.brightness:
         return images
     x = tf.cast(images, tf.float32)
-    if is_geometric(cfg):
+    if cfg.geometric:
         x = apply_transform(x, transforms, cfg.fill_mode, cfg.fill_value)
     if cfg.brightness:
         x = x * brightness[:, None, None, None]
@@ -144,7 +131,7 @@ def apply_augmentation(
 def apply_transform(
     images: tf.Tensor, transforms: tf.Tensor, fill_mode: str = "nearest", fill_value: float = 0.0
 ) -> tf.Tensor:
-    """Bilinear projective warp of float [B, H, W, C] images; fill_value is in pixel units 0..255."""
+    """Bilinear projective warp of float [B, H, W, C] images; fill_value is in pixels, 0..255."""
     height, width = images.shape[1], images.shape[2]
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images,

@@ -1,9 +1,11 @@
-"""`distxfer data`: inspect a dataset folder, convert it to TFRecords, or write the demo datasets."""
+"""`distxfer data`: inspect a dataset folder, convert it to TFRecords, write the demo datasets."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from distxfer.data.inspection import inspect_folder, render_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,15 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "inspect":
-        from distxfer.data import inspect_folder, render_report
-
         print(
             render_report(
                 inspect_folder(args.path, follow_links=args.follow_links), max_bad=args.max_bad
             )
         )
     elif args.data_command == "convert":
-        from distxfer.data import convert_to_tfrecords
+        from distxfer.data.tfrecords import convert_to_tfrecords
 
         meta = convert_to_tfrecords(
             args.src,
@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
         )
         counts = {name: split["count"] for name, split in meta["splits"].items()}
         print(
-            f"wrote {json.dumps(counts)} records of {len(meta['class_names'])} classes to {args.out};"
-            f" train with data.train_dir={args.out}"
+            f"wrote {json.dumps(counts)} records of {len(meta['class_names'])} classes to"
+            f" {args.out}; train with data.train_dir={args.out}"
         )
     else:
-        from distxfer.data import write_demo_datasets
+        from distxfer.data.demo import write_demo_datasets
         from distxfer.demo import SOURCE_IMAGES_PER_CLASS
 
         paths = write_demo_datasets(

@@ -4,7 +4,7 @@ Plain Python and numpy on top of `distxfer.data.plan`, so the trainer can know a
 step count (for learning-rate schedules) before TensorFlow starts. For a folder split an
 epoch has ceil(N / global batch) steps. A record split is read file by file, so its step
 count is set by the pipeline with the most records and can change from epoch to epoch as
-the files are reshuffled; `epoch_steps` gives it for any epoch.
+the files are reshuffled; `Split.epoch_steps` gives it for any epoch.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distxfer.data.plan import plan_file_shards, steps_per_epoch
-from distxfer.data.splits import FolderSplit, Split
+from distxfer.config.schema import DataConfig
+from distxfer.data.plan import EpochPlan, plan_epoch, plan_file_shards
 from distxfer.errors import DataError
 
 
@@ -37,32 +37,35 @@ class Batching:
         return self.per_pipeline * self.num_pipelines
 
 
-def epoch_steps(
-    split: Split,
-    *,
-    per_replica_batch: int,
-    replicas_per_pipeline: int,
-    num_pipelines: int,
-    seed: int = 0,
-    epoch: int = 0,
-    shuffle: bool = True,
-    training: bool = True,
-) -> int:
-    """Global steps of one whole epoch, as `train_dataset`/`eval_dataset` would return them.
+@dataclass(frozen=True)
+class Reading:
+    """Which epoch of a split a pipeline reads, and how: what `Split.source` is asked for."""
 
-    `shuffle` is `data.shuffle` (it only matters for record splits in training).
-    """
-    batching = Batching(per_replica_batch, replicas_per_pipeline, num_pipelines)
-    if isinstance(split, FolderSplit):
-        return steps_per_epoch(len(split), batching.global_batch)
-    return record_layout(
-        split.counts,
-        batching,
-        seed=seed,
-        epoch=epoch,
-        shuffle=shuffle and training,
-        training=training,
-    ).steps
+    cfg: DataConfig
+    seed: int = 0
+    epoch: int = 0
+    training: bool = False  # training epochs are shuffled (data.shuffle) and weighted
+    start_step: int = 0
+    cache_dir: str | None = None
+
+    @property
+    def shuffle(self) -> bool:
+        return self.cfg.shuffle and self.training
+
+
+def sample_plan(num_samples: int, batching: Batching, reading: Reading) -> EpochPlan:
+    """This pipeline's share of a reading of a split whose samples can be read in any order."""
+    return plan_epoch(
+        num_samples,
+        batching.global_batch,
+        seed=reading.seed,
+        epoch=reading.epoch,
+        shuffle=reading.shuffle,
+        training=reading.training,
+        pipeline=batching.pipeline,
+        num_pipelines=batching.num_pipelines,
+        start_step=reading.start_step,
+    )
 
 
 @dataclass(frozen=True)

@@ -146,9 +146,15 @@ def stratified_split(
 
 
 def check_same_classes(
-    expected: tuple[str, ...], found: tuple[str, ...], key: str, root: str
+    expected: tuple[str, ...],
+    found: tuple[str, ...],
+    key: str,
+    root: str,
+    *,
+    expected_from: str = "data.train_dir",
 ) -> None:
-    """Raise unless `found` (from `root`) names exactly the training classes."""
+    """Raise unless `found` (the class folders of `root`, named by config key or flag `key`)
+    names exactly the `expected` classes (those of `expected_from`)."""
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     if not missing and not extra:
@@ -159,6 +165,6 @@ def check_same_classes(
     if extra:
         parts.append(f"extra {', '.join(extra)}")
     raise DataError(
-        f"{key}: {root} has different class folders from data.train_dir "
+        f"{key}: {root} has different class folders from {expected_from} "
         f"({'; '.join(parts)}); every split needs the same class folders"
     )

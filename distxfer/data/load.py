@@ -19,7 +19,7 @@ from distxfer.config.schema import DataConfig
 from distxfer.data.listing import check_same_classes, list_class_folder, stratified_split
 from distxfer.data.recordmeta import is_record_folder, read_meta, record_split
 from distxfer.data.scan import quick_scan
-from distxfer.data.splits import BadFile, DataSplits, FolderSplit, Split
+from distxfer.data.splits import BadFile, DataSplits, Split
 from distxfer.errors import DataError
 
 log = logging.getLogger("distxfer.data")
@@ -124,10 +124,10 @@ def _load_other_dir(
 def _drop_bad_files(
     cfg: DataConfig, splits: dict[str, Split | None], class_names: tuple[str, ...]
 ) -> tuple[dict[str, Split | None], list[BadFile]]:
-    folders = {role: s for role, s in splits.items() if isinstance(s, FolderSplit)}
-    if cfg.scan == "off" or not folders:
+    scanned = {role: s for role, s in splits.items() if s is not None and s.files_to_scan()}
+    if cfg.scan == "off" or not scanned:
         return splits, []
-    paths = list(dict.fromkeys(p for s in folders.values() for p in s.paths))
+    paths = list(dict.fromkeys(p for s in scanned.values() for p in s.files_to_scan()))
     bad = find_bad_files(paths, full=cfg.scan == "full")
     if not bad:
         return splits, []
@@ -139,16 +139,16 @@ def _drop_bad_files(
         )
     log.warning("%s", describe_bad_files(bad, action="skipping them (data.bad_files=skip)"))
     bad_paths = {b.path for b in bad}
-    for role, split in folders.items():
-        keep = [i for i, p in enumerate(split.paths) if p not in bad_paths]
-        if not keep:
+    for role, split in scanned.items():
+        kept = split.without(bad_paths)
+        if not len(kept):
             raise DataError(
                 f"every image of the {role} split is bad ({len(split)} files, e.g. "
                 f"{bad[0]}); fix the files, the data.{role}_dir setting, or both"
             )
-        splits[role] = split.subset(keep)
+        splits[role] = kept
     train = splits["train"]
-    if isinstance(train, FolderSplit):
+    if train is not None:
         counts = train.class_counts(len(class_names))
         emptied = [class_names[c] for c in np.flatnonzero(counts == 0)]
         if emptied:

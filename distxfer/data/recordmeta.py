@@ -1,4 +1,4 @@
-"""The `meta.json` of a TFRecord folder: what `distxfer data convert` wrote, read without TensorFlow.
+"""The `meta.json` of a TFRecord folder: what `distxfer data convert` wrote, read without TF.
 
     {"format": "distxfer-tfrecords", "version": 1, "class_names": [...],
      "splits": {"train": {"count": 1200, "files": [{"name": "train-00000-of-00016.tfrecord",
@@ -65,7 +65,8 @@ def record_split(folder: str, meta: dict[str, Any], name: str) -> RecordSplit:
             f"{len(missing)} record file(s) listed in {folder}/{META_FILE} are "
             f"missing, e.g. {missing[0]}; copy the whole folder again or re-convert"
         )
-    return RecordSplit(name, files, counts)
+    per_class = tuple(int(c) for c in entry.get("class_counts", ()))
+    return RecordSplit(name, files, counts, per_class)
 
 
 def write_meta(folder: str, meta: dict[str, Any]) -> None:

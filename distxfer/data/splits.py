@@ -1,18 +1,34 @@
 """What a dataset is once listed: the splits a run trains, validates and tests on.
 
-A split is either a `FolderSplit` (image paths and labels, read in any order) or a
-`RecordSplit` (TFRecord files written by `distxfer data convert`, read front to back).
-Both are plain Python and hold no TensorFlow objects, so they are built before the
-distributed engine starts and can be handed to any process.
+Every input kind is a `Split`: the trainer and the pipeline ask it how many steps an epoch has
+for a batching, for the dataset of its entries, for its fingerprint, and whether its sample
+order depends on the worker count, and never which kind it is. Two kinds exist:
+
+- `FolderSplit`: image paths and labels, read in any order; sample id = position in `paths`.
+- `RecordSplit`: TFRecord files written by `distxfer data convert`, read front to back; sample
+  ids are stored in the records.
+
+Splits are plain Python and hold no TensorFlow objects, so they are built before the distributed
+engine starts and can be handed to any process. Only `source` builds TensorFlow datasets: it
+imports its kind's reader from `distxfer.data.sources` when called (see `distxfer`'s import rule).
 """
 
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+
+from distxfer.data.layout import Batching, Reading, record_layout
+from distxfer.data.plan import steps_per_epoch
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -26,9 +42,52 @@ class BadFile:
         return f"{self.path} {self.reason}"
 
 
+class Split(ABC):
+    """One split of a dataset, whatever its input kind."""
+
+    name: str
+    # Whether step k of an epoch covers other samples when the worker count changes (at the same
+    # global batch): then a resumed run can only continue mid-epoch with the same workers.
+    order_depends_on_workers: ClassVar[bool]
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Changes whenever the split's content does."""
+
+    @abstractmethod
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        """Samples per class, int64 [num_classes]."""
+
+    @abstractmethod
+    def epoch_steps(
+        self, batching: Batching, *, seed: int, epoch: int, shuffle: bool, training: bool = True
+    ) -> int:
+        """Global steps of one whole epoch, as `source` would return them."""
+
+    @abstractmethod
+    def source(self, batching: Batching, reading: Reading) -> tuple[tf.data.Dataset, int]:
+        """This pipeline's entries of one epoch from `start_step` on, and the global steps they
+        cover. An entry is {"id", "label", "weight"} plus the encoded file ("data") or the
+        decoded image ("image"); padding entries have weight 0."""
+
+    def files_to_scan(self) -> tuple[str, ...]:
+        """Image files the bad-file scan should read before training (none by default)."""
+        return ()
+
+    def without(self, paths: Collection[str]) -> Split:
+        """The split without the samples read from `paths` (as `files_to_scan` names them)."""
+        return self
+
+
 @dataclass(frozen=True, eq=False)
-class FolderSplit:
+class FolderSplit(Split):
     """Images in class folders. Sample id = position in `paths` (listing order)."""
+
+    order_depends_on_workers: ClassVar[bool] = False  # one global order, dealt to workers
 
     name: str
     paths: tuple[str, ...]
@@ -62,17 +121,44 @@ class FolderSplit:
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
+    def epoch_steps(
+        self, batching: Batching, *, seed: int, epoch: int, shuffle: bool, training: bool = True
+    ) -> int:
+        return steps_per_epoch(len(self), batching.global_batch)
+
+    def source(self, batching: Batching, reading: Reading) -> tuple[tf.data.Dataset, int]:
+        from distxfer.data.sources import folder_entries
+
+        return folder_entries(self, batching, reading)
+
+    def files_to_scan(self) -> tuple[str, ...]:
+        return self.paths
+
+    def without(self, paths: Collection[str]) -> FolderSplit:
+        if not paths:
+            return self
+        return self.subset([i for i, p in enumerate(self.paths) if p not in paths])
+
 
 @dataclass(frozen=True, eq=False)
-class RecordSplit:
+class RecordSplit(Split):
     """TFRecord files of one split; sample ids are stored in the records."""
+
+    # Each worker reads whole files, so which samples a step covers depends on the workers.
+    order_depends_on_workers: ClassVar[bool] = True
 
     name: str
     files: tuple[str, ...]
     counts: tuple[int, ...]  # records per file, from meta.json
+    per_class: tuple[int, ...] = ()  # records per class, from meta.json
 
     def __len__(self) -> int:
         return sum(self.counts)
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        counts = np.zeros(num_classes, np.int64)
+        counts[: len(self.per_class)] = self.per_class
+        return counts
 
     @cached_property
     def fingerprint(self) -> str:
@@ -81,8 +167,23 @@ class RecordSplit:
         digest.update(np.asarray(self.counts, dtype=np.int64).tobytes())
         return digest.hexdigest()
 
+    def epoch_steps(
+        self, batching: Batching, *, seed: int, epoch: int, shuffle: bool, training: bool = True
+    ) -> int:
+        layout = record_layout(
+            self.counts,
+            batching,
+            seed=seed,
+            epoch=epoch,
+            shuffle=shuffle and training,
+            training=training,
+        )
+        return layout.steps
 
-Split = FolderSplit | RecordSplit
+    def source(self, batching: Batching, reading: Reading) -> tuple[tf.data.Dataset, int]:
+        from distxfer.data.sources import record_entries
+
+        return record_entries(self, batching, reading)
 
 
 @dataclass(frozen=True)

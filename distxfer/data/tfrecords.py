@@ -15,7 +15,7 @@ import os
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorflow as tf
@@ -65,17 +65,19 @@ def convert_to_tfrecords(
         follow_links=follow_links,
     )  # type: ignore[arg-type]
     cfg.check("convert")
-    if is_record_folder(src_dir):
-        raise DataError(
-            f"{src_dir} already holds TFRecords (it has a {META_FILE}); point the "
-            "converter at a folder of class folders"
-        )
-    splits = load_splits(cfg, seed)
+    for folder in (src_dir, test_dir):
+        if folder and is_record_folder(folder):
+            raise DataError(
+                f"{folder} already holds TFRecords (it has a {META_FILE}); point the "
+                "converter at a folder of class folders"
+            )
+    splits = load_splits(cfg, seed)  # class folders only (checked above): FolderSplits
     _prepare(out_dir)
-    train_shards = shards or default_shards(splits.train)  # type: ignore[arg-type]
+    train_shards = shards or default_shards(cast(FolderSplit, splits.train))
     written: dict[str, Any] = {}
-    for name, split in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
-        if isinstance(split, FolderSplit):
+    for name, found in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        if found is not None:
+            split = cast(FolderSplit, found)
             count = max(1, min(len(split), train_shards))
             written[name] = _write_split(split, out_dir, name, count, seed)
             written[name]["class_counts"] = split.class_counts(splits.num_classes).tolist()

@@ -1,41 +1,38 @@
 """Distributed engines behind one interface (`Engine`), and `create_engine`, which picks one.
 
-`create_engine` must run before any other TensorFlow work in the process: it configures
-devices and threads, and MultiWorkerMirroredStrategy must exist before the runtime starts.
+Where this process runs is detected once (`current_launch`, from the launcher's environment) and
+handed to the engine; from then on everything asks the engine. This package's root imports no
+TensorFlow, so the CLI can use it before the engine starts; `create_engine` must run before any
+other TensorFlow work in the process: it configures devices and threads, and
+MultiWorkerMirroredStrategy must exist before the runtime starts.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from distxfer.config import EngineConfig
 from distxfer.engines.base import Engine
-from distxfer.engines.detect import Launch, choose_engine, detect_launch
+from distxfer.engines.detect import Launch, choose_engine, current_launch, tf_config_position
 from distxfer.errors import EngineError
 
-__all__ = ["Engine", "Launch", "create_engine", "detect_launch"]
+__all__ = ["Engine", "Launch", "create_engine", "current_launch"]
 
 
-def create_engine(cfg: EngineConfig, launch: Launch | None = None) -> Engine:
+def create_engine(cfg: EngineConfig) -> Engine:
     """Start the engine `cfg.name` asks for (or the one the environment implies, for `auto`)."""
-    launch = launch or detect_launch()
-    import tensorflow as tf
+    import tensorflow as tf  # the first TensorFlow import of a training process
 
     from distxfer.engines.devices import configure_devices
 
+    launch = current_launch()
     gpu_count = len(tf.config.list_physical_devices("GPU"))
     name, reason = choose_engine(cfg.name, launch, gpu_count, cfg.cpu_replicas)
     if name == "horovod":
         return _horovod(cfg, launch, reason)
     if name == "multiworker":
-        from distxfer.engines.multiworker import MultiWorkerEngine
-        from distxfer.engines.tfconfig import ensure_tf_config
-
-        how = ensure_tf_config(launch)
-        configure_devices(
-            threads=cfg.threads, gpu_index=launch.local_rank if launch.local_size > 1 else None
-        )
-        return MultiWorkerEngine(collective=cfg.collective, reason=f"{reason}; {how}")
+        return _multiworker(cfg, launch, reason)
     if launch.size > 1:
         raise EngineError(
             f"engine {name} runs in one process, but {launch.launcher} started {launch.size};"
@@ -49,10 +46,25 @@ def create_engine(cfg: EngineConfig, launch: Launch | None = None) -> Engine:
 
         if not gpus and cfg.cpu_replicas < 2 and gpu_count < 2:
             reason += "; only one device, set engine.cpu_replicas=2 to mirror over CPU devices"
-        return MirroredEngine(gpus=gpus, reason=reason)
+        return MirroredEngine(launch, gpus=gpus, reason=reason)
     from distxfer.engines.single import SingleEngine
 
-    return SingleEngine(reason=reason)
+    return SingleEngine(launch, reason=reason)
+
+
+def _multiworker(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
+    from distxfer.engines.devices import configure_devices
+    from distxfer.engines.multiworker import MultiWorkerEngine
+    from distxfer.engines.tfconfig import ensure_tf_config
+
+    how = ensure_tf_config(launch)
+    tf_config = os.environ.get("TF_CONFIG")
+    if tf_config:  # TF_CONFIG decides a worker's place, even where a launcher set its own
+        rank, size = tf_config_position(tf_config)
+        launch = replace(launch, rank=rank, size=size)
+    gpu_index = launch.local_rank if launch.local_size > 1 else None
+    configure_devices(threads=cfg.threads, gpu_index=gpu_index)
+    return MultiWorkerEngine(launch, collective=cfg.collective, reason=f"{reason}; {how}")
 
 
 def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
@@ -72,6 +84,4 @@ def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
             " (or engine.name=multiworker, which plain srun can start)"
         )
     configure_devices(threads=cfg.threads, gpu_index=launch.local_rank)
-    return HorovodEngine(
-        fp16_allreduce=cfg.fp16_allreduce, reason=reason, expected_size=launch.size
-    )
+    return HorovodEngine(launch, fp16_allreduce=cfg.fp16_allreduce, reason=reason)

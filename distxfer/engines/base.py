@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from distxfer.engines.detect import Launch
+
 
 class Engine:
     """Where this process runs and how its replicas talk to each other.
@@ -30,20 +32,23 @@ class Engine:
 
     name: str = "engine"
 
-    def __init__(
-        self,
-        *,
-        rank: int = 0,
-        local_rank: int = 0,
-        size: int = 1,
-        local_replicas: int = 1,
-        reason: str = "",
-    ) -> None:
-        self.rank = rank
-        self.local_rank = local_rank
-        self.size = size  # processes
+    def __init__(self, launch: Launch, *, local_replicas: int = 1, reason: str = "") -> None:
+        self.launch = launch  # this process's place, as its launcher started it
         self.local_replicas = local_replicas  # replicas (devices) driven by this process
         self.reason = reason  # why this engine was chosen, for the log
+
+    @property
+    def rank(self) -> int:
+        return self.launch.rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.launch.local_rank
+
+    @property
+    def size(self) -> int:
+        """Processes."""
+        return self.launch.size
 
     @property
     def num_replicas(self) -> int:

@@ -2,17 +2,21 @@
 
 horovodrun (gloo) sets HOROVOD_RANK; OpenMPI's mpirun sets OMPI_COMM_WORLD_*; MPICH/Hydra and
 PMIx launchers set PMI_* / PMIX_RANK; Slurm's srun sets SLURM_PROCID within a job step;
-a MultiWorkerMirroredStrategy worker has TF_CONFIG. Nothing here imports TensorFlow.
+a MultiWorkerMirroredStrategy worker has TF_CONFIG. `current_launch()` reads the process's own
+environment once; the engine built from it answers every later "where am I" question.
+Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from distxfer.engines.slurm import tasks_on_this_node
 from distxfer.errors import EngineError
 
 
@@ -34,8 +38,14 @@ def _int(env: Mapping[str, str], *names: str, default: int = 0) -> int:
     return default
 
 
-def detect_launch(env: Mapping[str, str] | None = None) -> Launch:
-    env = os.environ if env is None else env
+@functools.cache
+def current_launch() -> Launch:
+    """This process's launch, detected from its environment once."""
+    return detect_launch(os.environ)
+
+
+def detect_launch(env: Mapping[str, str]) -> Launch:
+    """The launch an environment describes (pure: tests pass their own mappings)."""
     if "HOROVOD_RANK" in env:
         return Launch(
             "horovodrun",
@@ -70,24 +80,12 @@ def detect_launch(env: Mapping[str, str] | None = None) -> Launch:
             _int(env, "SLURM_PROCID"),
             _int(env, "SLURM_LOCALID"),
             _int(env, "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", default=1),
-            _local_tasks(env),
+            tasks_on_this_node(env),
         )
     if env.get("TF_CONFIG"):
         rank, size = tf_config_position(env["TF_CONFIG"])
         return Launch("tf_config", rank, 0, size, 1)
     return Launch("none")
-
-
-def _local_tasks(env: Mapping[str, str]) -> int:
-    # SLURM_STEP_TASKS_PER_NODE looks like "2(x3),1"; this node's count is what we need.
-    node = _int(env, "SLURM_NODEID")
-    counts: list[int] = []
-    for part in env.get("SLURM_STEP_TASKS_PER_NODE", env.get("SLURM_TASKS_PER_NODE", "1")).split(
-        ","
-    ):
-        count, _, repeat = part.partition("(x")
-        counts += [int(count)] * (int(repeat.rstrip(")")) if repeat else 1)
-    return counts[node] if node < len(counts) else 1
 
 
 def tf_config_position(text: str) -> tuple[int, int]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import tensorflow as tf
+
 from distxfer.errors import EngineError
 
 
@@ -15,8 +17,6 @@ def configure_devices(
     `gpu_index` pins one GPU per process (Horovod: the local rank). `cpu_replicas` > 1 splits a
     CPU-only machine into that many logical devices so MirroredStrategy has replicas to mirror.
     """
-    import tensorflow as tf
-
     try:
         if threads:  # intra-op: threads per op; inter-op: ops at once (each replica needs one)
             tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -8,35 +8,38 @@ all-reduce; `broadcast` is an all-reduce in which only the chief contributes, wh
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+import horovod.tensorflow as hvd
 import numpy as np
 import tensorflow as tf
 
 from distxfer.engines.base import Engine, sum_by_dtype
+from distxfer.engines.detect import Launch
 from distxfer.errors import EngineError
 
 
 class HorovodEngine(Engine):
     name = "horovod"
 
-    def __init__(self, *, fp16_allreduce: bool, reason: str, expected_size: int = 1) -> None:
-        import horovod.tensorflow as hvd
-
+    def __init__(self, launch: Launch, *, fp16_allreduce: bool, reason: str) -> None:
         hvd.init()
-        if expected_size > 1 and hvd.size() != expected_size:
+        if launch.size > 1 and hvd.size() != launch.size:
             # e.g. plain `srun` without --mpi=pmix: every process becomes an MPI world of its own.
             raise EngineError(
-                f"Horovod sees {hvd.size()} process(es) but the launcher started {expected_size};"
+                f"Horovod sees {hvd.size()} process(es) but the launcher started {launch.size};"
                 " under srun use --mpi=pmix, or start with horovodrun or mpirun"
             )
-        super().__init__(
+        # Horovod's world is the truth (the same as the launcher's wherever we can read that).
+        place = replace(
+            launch,
             rank=hvd.rank(),
             local_rank=hvd.local_rank(),
             size=hvd.size(),
-            local_replicas=1,
-            reason=reason,
+            local_size=hvd.local_size(),
         )
+        super().__init__(place, reason=reason)
         self._hvd = hvd
         self._compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
 

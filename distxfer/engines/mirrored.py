@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from distxfer.engines.detect import Launch
 from distxfer.engines.tfdistribute import StrategyEngine
 
 
 class MirroredEngine(StrategyEngine):
     name = "mirrored"
 
-    def __init__(self, *, gpus: list, reason: str) -> None:
+    def __init__(self, launch: Launch, *, gpus: list, reason: str) -> None:
         if gpus:
             devices = [f"/gpu:{i}" for i in range(len(gpus))]
             cross_device_ops = None  # NCCL all-reduce, TensorFlow's default across GPUs
@@ -20,4 +21,4 @@ class MirroredEngine(StrategyEngine):
         strategy = tf.distribute.MirroredStrategy(
             devices=devices, cross_device_ops=cross_device_ops
         )
-        super().__init__(strategy, rank=0, size=1, reason=reason)
+        super().__init__(strategy, launch, reason=reason)

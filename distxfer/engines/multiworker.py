@@ -13,7 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from distxfer.engines.base import sum_by_dtype
+from distxfer.engines.detect import Launch
 from distxfer.engines.tfdistribute import StrategyEngine
+from distxfer.errors import EngineError
 
 PACK_BYTES = 32 * 1024 * 1024
 _IMPLEMENTATIONS = {
@@ -26,27 +28,19 @@ _IMPLEMENTATIONS = {
 class MultiWorkerEngine(StrategyEngine):
     name = "multiworker"
 
-    def __init__(self, *, collective: str, reason: str) -> None:
+    def __init__(self, launch: Launch, *, collective: str, reason: str) -> None:
         # Pack the step's gradients into few all-reduces instead of one per variable.
         options = tf.distribute.experimental.CommunicationOptions(
             bytes_per_pack=PACK_BYTES, implementation=_IMPLEMENTATIONS[collective]
         )
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        resolver = strategy.cluster_resolver
-        workers = (
-            len(resolver.cluster_spec().as_dict().get("worker", []))
-            if resolver.cluster_spec()
-            else 1
-        )
-        chiefs = (
-            len(resolver.cluster_spec().as_dict().get("chief", []))
-            if resolver.cluster_spec()
-            else 0
-        )
-        size = max(1, workers + chiefs)
-        task_type, task_id = resolver.task_type, resolver.task_id or 0
-        rank = task_id if task_type in (None, "chief") else chiefs + task_id
-        super().__init__(strategy, rank=rank, size=size, reason=reason)
+        if strategy.num_replicas_in_sync % launch.size:
+            raise EngineError(
+                f"MultiWorkerMirroredStrategy has {strategy.num_replicas_in_sync} replicas, not a"
+                f" multiple of the {launch.size} workers in TF_CONFIG; give every worker the"
+                " same number of devices"
+            )
+        super().__init__(strategy, launch, reason=reason)
         # One trace per dtype: values are flattened into one vector of any length per call.
         self._sum_fn = tf.function(self._replica_sum, reduce_retracing=True)
 

@@ -15,21 +15,15 @@ from typing import Any
 import tensorflow as tf
 
 from distxfer.engines.base import Engine
+from distxfer.engines.detect import Launch
 
 
 class StrategyEngine(Engine):
     """An engine whose replicas are driven by a `tf.distribute.Strategy`."""
 
-    def __init__(
-        self, strategy: tf.distribute.Strategy, *, rank: int, size: int, reason: str
-    ) -> None:
-        super().__init__(
-            rank=rank,
-            local_rank=0,
-            size=size,
-            local_replicas=strategy.num_replicas_in_sync // size,
-            reason=reason,
-        )
+    def __init__(self, strategy: tf.distribute.Strategy, launch: Launch, *, reason: str) -> None:
+        local_replicas = strategy.num_replicas_in_sync // launch.size
+        super().__init__(launch, local_replicas=local_replicas, reason=reason)
         self.strategy = strategy
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:

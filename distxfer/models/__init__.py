@@ -1,10 +1,12 @@
 """The model layer: backbones by name, in-model preprocessing, the classifier, phases, weights.
 
-    backbones.py   the table of backbones (pure Python: safe to import before TensorFlow)
-    preprocess.py  each backbone's preprocess_input as built-in Keras layers
-    weights.py     backbones with ImageNet / random / file weights; saving and prefetching them
-    build.py       build_model, backbone_of, probability_model
-    phases.py      apply_phase: which layers learn in a phase
+    backbones.py        the table of backbones (pure Python: safe to import before TensorFlow)
+    preprocess.py       each backbone's preprocess_input as built-in Keras layers
+    weights.py          backbones with ImageNet / random / file weights; saving and prefetching them
+    build.py            build_model, backbone_of, probability_model, leaf_layers,
+                        batchnorm_statistics
+    phases.py           apply_phase: which layers learn in a phase
+    keras_internals.py  the only use of private Keras API, each checked by a test
 
 Only the backbone table is imported eagerly; the rest loads Keras on first use, so
 `from distxfer.models import resolve_backbone` stays TensorFlow-free.
@@ -21,6 +23,8 @@ _LAZY = {
     "build_model": "build",
     "backbone_of": "build",
     "probability_model": "build",
+    "leaf_layers": "build",
+    "batchnorm_statistics": "build",
     "apply_phase": "phases",
     "TrainableSummary": "phases",
     "save_backbone_weights": "weights",

@@ -16,10 +16,13 @@ fine-tuned, as Keras's transfer learning guide advises; the backbone's own dropo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import keras
 
 from distxfer.config.schema import HeadConfig, ModelConfig
 from distxfer.errors import ConfigError, DataError
+from distxfer.models import keras_internals
 from distxfer.models.backbones import BackboneSpec, resolve_backbone
 from distxfer.models.preprocess import apply_preprocessing
 from distxfer.models.weights import create_backbone
@@ -68,7 +71,27 @@ def backbone_of(model: keras.Model) -> keras.Model | None:
 def batchnorm_frozen(model: keras.Model) -> bool:
     """Whether the backbone runs in inference mode during training (`model.batchnorm: frozen`)."""
     backbone = backbone_of(model)
-    return backbone is not None and "training" not in getattr(backbone, "_call_context_args", ())
+    return backbone is not None and not keras_internals.receives_training(backbone)
+
+
+def leaf_layers(model: keras.Layer) -> Iterator[keras.Layer]:
+    """Every layer of `model` that is not a container, nested models walked into, in order."""
+    children = getattr(model, "layers", None)
+    if not children:
+        yield model
+        return
+    for child in children:
+        yield from leaf_layers(child)
+
+
+def batchnorm_statistics(model: keras.Model) -> list[keras.Variable]:
+    """The moving mean and variance of every BatchNormalization layer, nested ones included."""
+    return [
+        v
+        for layer in leaf_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in (layer.moving_mean, layer.moving_variance)
+    ]
 
 
 def probability_model(model: keras.Model) -> keras.Model:
@@ -92,13 +115,12 @@ def _keep_inference_mode(backbone: keras.Model) -> None:
     A model reloaded from a .keras file loses this (fine for inference): to train further,
     rebuild it with `build_model` and load the weights.
     """
-    context_args = getattr(backbone, "_call_context_args", None)
-    if context_args is None:
+    if keras_internals.receives_training(backbone) is None:
         raise ConfigError(
             f"model.batchnorm: frozen is not supported with Keras {keras.__version__}; "
             "upgrade Keras (3.15 is tested) or set model.batchnorm: train"
         )
-    backbone._call_context_args = set(context_args) - {"training"}
+    keras_internals.stop_passing_training(backbone)
 
 
 def _check_inputs(

@@ -20,15 +20,14 @@ Recompile the model after `apply_phase`: Keras fixes the trainable set at compil
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
-from distxfer.config.schema import PhaseConfig
+from distxfer.config.schema import PhaseConfig, TrainableSpec
 from distxfer.errors import ConfigError
-from distxfer.models.build import backbone_of, batchnorm_frozen
+from distxfer.models.build import backbone_of, batchnorm_frozen, leaf_layers
 from distxfer.models.preprocess import is_preprocessing_layer
 
 
@@ -53,13 +52,12 @@ class TrainableSummary:
 
 def apply_phase(model: keras.Model, phase: PhaseConfig) -> TrainableSummary:
     """Set `trainable` on every layer of a `build_model` model for `phase`."""
-    base = f"phases.{phase.name}" if phase.name else "phase"
-    key = f"{base}.trainable"
-    kind, arg = phase.trainable_spec(base)
+    key = f"phases.{phase.name}.trainable" if phase.name else "phase.trainable"
+    spec = phase.trainable_spec
     backbone = backbone_of(model)
-    if backbone is None and kind not in ("head", "all"):
+    if backbone is None and spec.kind not in ("head", "all"):
         raise ConfigError(f"{key}: the mlp model has no backbone layers to choose; use head or all")
-    start = 0 if backbone is None else _first_trainable_index(backbone, kind, arg, key)
+    start = 0 if backbone is None else _first_trainable_index(backbone, spec, key)
 
     model.trainable = True  # sets every nested layer; the lines below narrow it down
     for layer in model.layers:
@@ -78,30 +76,28 @@ def apply_phase(model: keras.Model, phase: PhaseConfig) -> TrainableSummary:
     return _summary(model, phase, first)
 
 
-def _first_trainable_index(
-    backbone: keras.Model, kind: str, arg: str | int | None, key: str
-) -> int:
+def _first_trainable_index(backbone: keras.Model, spec: TrainableSpec, key: str) -> int:
     layers = backbone.layers
-    if kind == "head":
+    if spec.kind == "head":
         return len(layers)
-    if kind == "all":
+    if spec.kind == "all":
         return 0
-    if kind == "top":
+    if spec.kind == "top":
         weighted = [i for i, layer in enumerate(layers) if layer.weights]
-        return weighted[-min(int(arg), len(weighted))]
+        return weighted[-min(spec.count, len(weighted))]
     names = [layer.name for layer in layers]
-    if arg in names:
-        return names.index(arg)
-    close = difflib.get_close_matches(str(arg), names, n=3)
+    if spec.layer in names:
+        return names.index(spec.layer)
+    close = difflib.get_close_matches(spec.layer, names, n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise ConfigError(
-        f"{key}: the backbone has no layer {arg!r}; {hint}"
+        f"{key}: the backbone has no layer {spec.layer!r}; {hint}"
         "list them with model.get_layer('backbone').summary()"
     )
 
 
 def _summary(model: keras.Model, phase: PhaseConfig, first: str | None) -> TrainableSummary:
-    trainable = sum(1 for layer in _leaf_layers(model) if layer.trainable_weights)
+    trainable = sum(1 for layer in leaf_layers(model) if layer.trainable_weights)
     return TrainableSummary(
         phase=phase.name,
         trainable=phase.trainable.strip(),
@@ -110,15 +106,6 @@ def _summary(model: keras.Model, phase: PhaseConfig, first: str | None) -> Train
         total_params=_count(model.weights),
         first_trainable=first,
     )
-
-
-def _leaf_layers(layer: keras.Layer) -> Iterator[keras.Layer]:
-    children = getattr(layer, "layers", None)
-    if not children:
-        yield layer
-        return
-    for child in children:
-        yield from _leaf_layers(child)
 
 
 def _count(variables: list) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import keras
 
 from distxfer.atomic import replacing
 from distxfer.errors import ConfigError, DistxferError
+from distxfer.models import keras_internals
 from distxfer.models.backbones import BackboneSpec, backbone_names, resolve_backbone
 
 # Constructor arguments distxfer sets itself; a user may pass any other one via backbone_args.
@@ -59,7 +59,7 @@ def create_backbone(
     if from_file:
         path = Path(weights).expanduser()
         _require_file(path)
-    with _fresh_layer_names():
+    with keras_internals.fresh_layer_names():
         backbone = _construct(spec, None if from_file else weights, kwargs, input_shape)
     if from_file:
         _load_file(backbone, path, spec)
@@ -152,12 +152,7 @@ def prefetch_weights(
 
 def keras_cache_dir() -> Path:
     """KERAS_HOME as Keras resolved it at import (pretrained weights go under its `models/`)."""
-    try:
-        from keras.src.backend.config import keras_home
-
-        return Path(keras_home())
-    except ImportError:  # private accessor gone: fall back to Keras's documented rule
-        return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return keras_internals.keras_home()
 
 
 def _construct(
@@ -243,38 +238,15 @@ def _count_saved_variables(path: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def _fresh_layer_names() -> Iterator[None]:
-    """Build with Keras's auto-naming counters reset, so auto-named layers ("activation_3")
-    get the same names in every process whatever was built before (`from:LAYER` relies on it)."""
-    try:
-        from keras.src.backend.common import global_state
-    except ImportError:  # private module moved: names stay correct, only less reproducible
-        yield
-        return
-    saved = global_state.get_global_attribute("object_name_uids")
-    global_state.set_global_attribute("object_name_uids", None)
-    try:
-        yield
-    finally:
-        global_state.set_global_attribute("object_name_uids", saved)
-
-
-@contextlib.contextmanager
 def _keras_home(path: str | Path | None) -> Iterator[Path]:
     """Point Keras's download cache at `path` for the duration (KERAS_HOME is read at import)."""
     if path is None:
         yield keras_cache_dir()
         return
-    from keras.src.backend import config
-
     path = Path(path).expanduser().resolve()
     (path / "models").mkdir(parents=True, exist_ok=True)
-    saved = config._KERAS_DIR
-    config._KERAS_DIR = str(path)
-    try:
+    with keras_internals.keras_home_set_to(path):
         yield path
-    finally:
-        config._KERAS_DIR = saved
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

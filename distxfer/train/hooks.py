@@ -11,25 +11,15 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+import keras
 
-from distxfer.train.steps import CORRECT, COUNT, LOSS, TOPK
+from distxfer.train.state import CheckpointReason, Outcome
+from distxfer.train.steps import metrics_from_stats
 
 if TYPE_CHECKING:
     from distxfer.config import PhaseConfig
-    from distxfer.train.loop import EvalResult, Trainer
-
-
-def metrics_from_stats(stats: np.ndarray, top_k: int, prefix: str = "") -> dict[str, float]:
-    """Mean loss and accuracies from summed (loss, correct, top-k correct, count)."""
-    count = max(float(stats[COUNT]), 1.0)
-    metrics = {
-        f"{prefix}loss": float(stats[LOSS]) / count,
-        f"{prefix}accuracy": float(stats[CORRECT]) / count,
-    }
-    if top_k:
-        metrics[f"{prefix}top{top_k}_accuracy"] = float(stats[TOPK]) / count
-    return metrics
+    from distxfer.train.evaluate import EvalResult
+    from distxfer.train.loop import Trainer
 
 
 class Hook:
@@ -41,18 +31,16 @@ class Hook:
     def on_steps(self, trainer: Trainer, step: int, steps: int) -> None: ...
     def on_log(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
-    def on_checkpoint(self, trainer: Trainer, path: str, reason: str) -> None: ...
+    def on_checkpoint(self, trainer: Trainer, path: str, reason: CheckpointReason) -> None: ...
     def on_evaluation(self, trainer: Trainer, split: str, result: EvalResult) -> None: ...
-    def on_train_end(self, trainer: Trainer, outcome: str) -> None: ...
+    def on_train_end(self, trainer: Trainer, outcome: Outcome) -> None: ...
 
 
 class ProgressHook(Hook):
-    """Keras's progress bar: running values of this process between refreshes, global at epoch end."""
+    """Keras's progress bar: this process's running values between refreshes, global ones at
+    the end of each epoch."""
 
     def __init__(self, refresh_seconds: float = 0.5) -> None:
-        import keras
-
-        self._keras = keras
         self.refresh_seconds = refresh_seconds
         self.verbose = 1 if sys.stdout.isatty() else 2
         self._bar: Any = None
@@ -60,11 +48,11 @@ class ProgressHook(Hook):
         self._step = 0
 
     def on_phase_begin(self, trainer: Trainer, index: int, phase: PhaseConfig) -> None:
-        summary = trainer.trainable_summary
+        setup, count = trainer.phase, len(trainer.config.phases)
         print(
-            f"Phase {index + 1}/{len(trainer.config.phases)} '{phase.name}': trainable={phase.trainable}"
-            f" ({summary}), optimizer={phase.optimizer}, peak lr={trainer.peak_lr:.3g},"
-            f" global batch={trainer.global_batch}",
+            f"Phase {index + 1}/{count} '{phase.name}': trainable={phase.trainable}"
+            f" ({setup.summary}), optimizer={phase.optimizer}, peak lr={setup.peak_lr:.3g},"
+            f" global batch={trainer.batching.global_batch}",
             flush=True,
         )
 
@@ -75,7 +63,7 @@ class ProgressHook(Hook):
             + (f" (resuming at step {start_step})" if start_step else ""),
             flush=True,
         )
-        self._bar = self._keras.utils.Progbar(
+        self._bar = keras.utils.Progbar(
             target=steps,
             verbose=self.verbose,
             stateful_metrics=["loss", "accuracy", "learning_rate"],
@@ -88,7 +76,7 @@ class ProgressHook(Hook):
         self._step = step
         if self.verbose == 1 and step < steps and now - self._last >= self.refresh_seconds:
             self._last = now
-            values = metrics_from_stats(trainer.steps.train_stats.numpy(), 0)
+            values = metrics_from_stats(trainer.phase.step.stats.numpy(), 0)
             self._bar.update(step, values=list(values.items()))
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
@@ -97,7 +85,7 @@ class ProgressHook(Hook):
             self._bar.update(self._bar.target, values=list(shown.items()), finalize=True)
             self._bar = None
 
-    def on_checkpoint(self, trainer: Trainer, path: str, reason: str) -> None:
+    def on_checkpoint(self, trainer: Trainer, path: str, reason: CheckpointReason) -> None:
         if reason in ("signal", "time"):
             print(
                 f"Stopped on {'a signal' if reason == 'signal' else 'the time limit'};"

@@ -1,82 +1,46 @@
 """The training loop: phases of epochs of compiled steps, on any engine, resumable at any step.
 
     trainer = Trainer(config, engine, splits, run_dir, hooks)
-    outcome = trainer.fit()          # "finished", "time" (budget spent) or "signal" (preempted)
+    outcome = trainer.fit()          # Outcome.FINISHED, TIME (budget spent) or SIGNAL (preempted)
 
-Loop control (when to log, checkpoint, validate, stop) lives here; what a step computes lives in
-`distxfer.train.steps`; what is shown or written around it hangs off hooks. Every collective is
-called by every rank at the same global step, which the step counts alone decide.
-"""
+Loop control only: when to log, checkpoint, validate and stop. Phases are set up by `.phase`,
+steps computed by `.steps` and `.evaluate`, checkpoints recorded by `.state` and `.resume`;
+what is shown or written around the loop hangs off hooks. Every collective is called by every
+rank at the same global step, which the step counts alone decide."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from distxfer.checkpoint import CheckpointStore, Snapshot, check_fits
-from distxfer.config import Config, DataConfig, PhaseConfig
-from distxfer.data import DataSplits, FolderSplit, Split, epoch_steps, eval_dataset, train_dataset
+from distxfer.config import Config
+from distxfer.data import Batching, DataSplits
 from distxfer.engines import Engine
-from distxfer.errors import CheckpointError
-from distxfer.models import apply_phase, build_model
-from distxfer.train.hooks import Hook, metrics_from_stats
-from distxfer.train.optim import make_optimizer
-from distxfer.train.schedule import ScheduleShape, make_schedule, peak_learning_rate
-from distxfer.train.steps import COUNT, PhaseSteps
+from distxfer.models import batchnorm_statistics, build_model
+from distxfer.train.epochs import Epochs
+from distxfer.train.evaluate import EvalResult, Evaluator
+from distxfer.train.hooks import Hook
+from distxfer.train.phase import PhaseSetup, set_up_phase
+from distxfer.train.resume import RunCheckpoints, broadcast_variables
+from distxfer.train.state import NUM_STATS, CheckpointReason, Outcome, Position
+from distxfer.train.steps import COUNT, metrics_from_stats
 from distxfer.train.stopping import StopRequest
 
 log = logging.getLogger(__name__)
-STATE_VERSION = 1
 
 
 @dataclass
-class Position:
-    """Where training is: the next step to run."""
+class LogWindow:
+    """Where the current logging interval began (for images per second)."""
 
-    phase: int = 0
-    epoch: int = 0  # within the phase
-    step: int = 0  # within the epoch
-    global_step: int = 0
-
-
-@dataclass
-class EvalResult:
-    metrics: dict[str, float]
-    confusion: np.ndarray  # [true, predicted] counts
-
-
-def evaluate_split(
-    steps: PhaseSteps,
-    engine: Engine,
-    split: Split,
-    data: DataConfig,
-    image_size: tuple[int, int],
-    channels: int,
-    *,
-    prefix: str = "",
-    cache_dir: str | None = None,
-) -> EvalResult:
-    """Exact loss and accuracies over a split, summed across every replica and process."""
-    dataset, count = eval_dataset(
-        split,
-        cfg=data,
-        image_size=image_size,
-        channels=channels,
-        per_replica_batch=data.batch_size,
-        replicas_per_pipeline=engine.local_replicas,
-        num_pipelines=engine.size,
-        pipeline=engine.rank,
-        cache_dir=cache_dir,
-    )
-    steps.evaluate(iter(engine.distribute(dataset)), count)
-    stats, confusion = engine.all_sum([steps.eval_stats.numpy(), steps.confusion.numpy()])
-    return EvalResult(metrics_from_stats(stats, steps.top_k, prefix), confusion)
+    started: float  # time.perf_counter()
+    stats: np.ndarray  # the global training sums
 
 
 class Trainer:
@@ -92,213 +56,123 @@ class Trainer:
         *,
         cache_dir: str | None = None,
     ) -> None:
-        self.config = config
-        self.engine = engine
-        self.splits = splits
-        self.run_dir = Path(run_dir)
-        self.hooks = hooks or []
-        self.cache_dir = cache_dir
-        self.num_classes = len(splits.class_names)
-        self.image_size = (int(config.data.image_size[0]), int(config.data.image_size[1]))
-        self.channels = 1 if config.data.color_mode == "grayscale" else 3
-        self.global_batch = config.data.batch_size * engine.num_replicas
-        self.store = CheckpointStore(
-            self.run_dir / "checkpoints",
-            keep=config.output.keep_checkpoints,
-            best_metric=config.output.best_metric,
-            writer=engine.is_chief,
-        )
+        assert splits.train is not None, "a Trainer needs a training split"
+        self.config, self.engine, self.splits = config, engine, splits
+        self.run_dir, self.hooks = Path(run_dir), hooks or []
+        data = config.data
+        self.batching = Batching(data.batch_size, engine.local_replicas, engine.size, engine.rank)
+        self.epochs = Epochs(config, splits.train, self.batching, cache_dir)
+        self.epochs.steps(0)  # data that cannot be laid out over the workers fails now
         self.stopper = StopRequest(config.max_train_seconds)
-        self.position = Position()
-        self.best: dict[str, Any] | None = None
-        self.steps: PhaseSteps
-        self.optimizer: keras.optimizers.Optimizer
-        self.peak_lr = 0.0
-        self.trainable_summary: Any = None
-        self.epoch_steps(
-            0
-        )  # data that cannot be laid out over the workers fails now, before any build
-        keras.config.set_dtype_policy(
-            config.precision
-        )  # before building: layers take the global policy
+        self.checkpoints = RunCheckpoints(
+            self.run_dir, config.output, engine, self.epochs, self.stopper
+        )
+        keras.config.set_dtype_policy(config.precision)  # before building: layers take it
         with engine.scope():
             keras.utils.set_random_seed(config.seed)
-            self.model = build_model(config.model, self.num_classes, self.image_size, self.channels)
-        self.bn_state = self._replica_local_state() if config.model.batchnorm == "train" else []
-        self._resume: Snapshot | None = None
-        self._resume_state: dict[str, Any] | None = None
+            self.model = build_model(config.model, splits.num_classes, data.image_hw, data.channels)
+        self.evaluate = Evaluator(self.model, engine, self.batching, data, cache_dir=cache_dir)
+        train_bn = config.model.batchnorm == "train"
+        self.bn_state = batchnorm_statistics(self.model) if train_bn else []
+        self.position = Position()
+        self.phase: PhaseSetup  # set by _begin_phase
         self.final_results: dict[str, EvalResult] = {}
-        self._seconds_before = 0.0
-        self._log_mark = (0.0, np.zeros(4), 0.0)
+        self._window = LogWindow(0.0, np.zeros(NUM_STATS))
 
     # -- the loop ----------------------------------------------------------------------------
-    def fit(self) -> str:
-        """Train every remaining phase; returns "finished", "time" or "signal"."""
-        state = self._agree_on_resume()
+    def fit(self) -> Outcome:
+        """Train every remaining phase, then evaluate the final weights (unless preempted)."""
+        resumed = self.checkpoints.agree()
+        if resumed is not None:
+            self.position = self.checkpoints.resume_position()
         self._fire("on_train_begin")
-        if state is not None and state.get("finished"):
-            log.info(
-                "the run in %s already finished at step %d", self.run_dir, state["global_step"]
-            )
-            self._begin_phase(len(self.config.phases) - 1, self.config.phases[-1])
-            self._load_model_only()
-            outcome = "finished"
+        if resumed is not None and resumed.finished:
+            at = self.position.global_step
+            log.info("the run in %s already finished at step %d", self.run_dir, at)
+            self._begin_phase(len(self.config.phases) - 1)
+            self.checkpoints.restore(self.model.variables)
+            outcome = Outcome.FINISHED
         else:
-            outcome = self._train_phases(state)
-        if outcome != "signal":
+            outcome = self._train_phases()
+        if outcome is not Outcome.SIGNAL:
             self.final_results = self._final_evaluation()
         self._fire("on_train_end", outcome)
         return outcome
 
-    def _train_phases(self, state: dict[str, Any] | None) -> str:
+    def _train_phases(self) -> Outcome:
+        resumed_phase = self.position.phase if self.checkpoints.resumed else None
         self.stopper.install()
         try:
-            outcome = "finished"
             for index in range(self.position.phase, len(self.config.phases)):
-                outcome = self._run_phase(
-                    index, resuming=state is not None and index == state["phase"]
-                )
-                if outcome != "finished":
-                    break
-            if outcome == "finished":
-                self._checkpoint("final", finished=True)
-            return outcome
+                stopped = self._run_phase(index, resuming=index == resumed_phase)
+                if stopped is not None:
+                    return stopped
+            self._checkpoint("final", finished=True)
+            return Outcome.FINISHED
         finally:
             self.stopper.uninstall()
-            self.store.wait()
+            self.checkpoints.wait()
 
-    def _final_evaluation(self) -> dict[str, EvalResult]:
-        """Evaluate the final weights on the test split, and on validation if there is one."""
-        results = {}
-        for name, split in (("validation", self.splits.val), ("test", self.splits.test)):
-            if split is not None:
-                results[name] = self.evaluate(split)
-                self._fire("on_evaluation", name, results[name])
-        return results
-
-    def preview_batch(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """The first `count` training inputs of the current epoch, augmented, as the model gets them."""
-        index, epoch = self.position.phase, self.position.epoch
-        dataset, _ = train_dataset(
-            self.splits.train,
-            cfg=self.config.data,
-            image_size=self.image_size,
-            channels=self.channels,
-            per_replica_batch=count,
-            replicas_per_pipeline=1,
-            num_pipelines=1,
-            pipeline=0,
-            seed=self.config.seed,
-            epoch=self.epoch_key(index, epoch),
-            start_step=0,
-            cache_dir=self.cache_dir,
-        )
-        batch = next(iter(dataset.take(1)))
-        return batch["image"].numpy(), batch["label"].numpy()
-
-    def _run_phase(self, index: int, *, resuming: bool) -> str:
+    def _run_phase(self, index: int, *, resuming: bool) -> Outcome | None:
+        """Run the phase's remaining epochs; the outcome if the ranks agreed to stop early."""
         phase = self.config.phases[index]
-        self._begin_phase(index, phase)
+        self._begin_phase(index)
         if resuming:
-            self._restore(self._resume_state)
+            self.checkpoints.restore_phase(
+                self.model.variables, self.phase, mid_epoch=self.position.step > 0
+            )
         elif index == 0:
-            self._sync_from_chief()
+            broadcast_variables(self.engine, self.model.variables)
         self._fire("on_phase_begin", index, phase)
         for epoch in range(self.position.epoch, phase.epochs):
             self.position.epoch = epoch
-            outcome = self._train_epoch(index, epoch)
-            if outcome != "finished":
-                return outcome
-            metrics = self._end_epoch(index, epoch)
-            self._checkpoint("epoch", metrics=metrics)
+            stopped = self._train_epoch(index, epoch)
+            if stopped is not None:
+                return stopped
+            self._checkpoint("epoch", metrics=self._end_epoch(index, epoch))
         self.position = Position(index + 1, 0, 0, self.position.global_step)
-        return "finished"
+        return None
 
-    def _begin_phase(self, index: int, phase: PhaseConfig) -> None:
-        self.trainable_summary = apply_phase(self.model, phase)
-        # record splits vary per epoch; folder splits do not
-        per_epoch = [self.epoch_steps(self.epoch_key(index, e)) for e in range(phase.epochs)]
-        self.peak_lr = peak_learning_rate(phase, self.global_batch, self.config.data.batch_size)
-        shape = ScheduleShape(
-            peak=self.peak_lr,
-            total_steps=sum(per_epoch),
-            warmup_steps=round(phase.warmup_epochs * per_epoch[0]),
-            steps_per_epoch=per_epoch[0],
-        )
-        with self.engine.scope():
-            self.optimizer = make_optimizer(
-                phase, make_schedule(phase, shape), self.config.precision
-            )
-            self.optimizer.build(self.model.trainable_variables)
-        self.steps = PhaseSteps(
-            self.model,
-            self.optimizer,
-            self.engine,
-            global_batch=self.global_batch,
-            num_classes=self.num_classes,
-            label_smoothing=phase.label_smoothing,
-            xla=self.config.xla,
-            steps_per_execution=self.config.steps_per_execution,
-        )
-        log.info(
-            "phase %d '%s': %s; peak learning rate %.3g for global batch %d",
-            index + 1,
-            phase.name,
-            self.trainable_summary,
-            self.peak_lr,
-            self.global_batch,
-        )
+    def _begin_phase(self, index: int) -> None:
+        epoch_steps = self.epochs.phase_steps(index)
+        self.phase = set_up_phase(self.config, index, self.model, self.engine, epoch_steps)
 
-    def _train_epoch(self, index: int, epoch: int) -> str:
+    def _train_epoch(self, index: int, epoch: int) -> Outcome | None:
+        """Train to the end of the epoch; the outcome if the ranks agreed to stop first."""
         start = self.position.step
-        dataset, steps = train_dataset(
-            self.splits.train,
-            cfg=self.config.data,
-            image_size=self.image_size,
-            channels=self.channels,
-            per_replica_batch=self.config.data.batch_size,
-            replicas_per_pipeline=self.engine.local_replicas,
-            num_pipelines=self.engine.size,
-            pipeline=self.engine.rank,
-            seed=self.config.seed,
-            epoch=self.epoch_key(index, epoch),
-            start_step=start,
-            cache_dir=self.cache_dir,
-        )
+        dataset, steps = self.epochs.dataset(self.epochs.index(index, epoch), start)
         steps += start
         iterator = iter(self.engine.distribute(dataset))
         if start == 0:
-            self.steps.train_stats.assign(np.zeros(4))
+            self.phase.step.stats.assign(np.zeros(NUM_STATS))
         self._fire("on_epoch_begin", epoch, steps, start)
-        self._log_mark = (
-            time.perf_counter(),
-            self._global_train_stats(),
-            self.position.global_step,
-        )
-        out = self.config.output
+        self._window = LogWindow(time.perf_counter(), self._global_train_stats())
         step = start
         while step < steps:
             count = self._next_count(step, steps)
-            self.steps.train(iterator, count)
+            self.phase.step.run(iterator, count)
             step += count
             self.position.step = step
             self.position.global_step += count
             self._fire("on_steps", step, steps)
-            done = self.position.global_step
-            if done % out.log_every_steps == 0:
-                self._log_interval()
-            if (
-                out.checkpoint_every_steps
-                and done % out.checkpoint_every_steps == 0
-                and step < steps
-            ):
-                self._checkpoint("interval")
-            if done % out.stop_check_steps == 0 or step == steps:
-                reason = self.stopper.agree(self.engine)
-                if reason is not None:
-                    self._checkpoint(reason)
-                    return reason
-        return "finished"
+            stopped = self._after_steps(epoch_done=step == steps)
+            if stopped is not None:
+                return stopped
+        return None
+
+    def _after_steps(self, *, epoch_done: bool) -> Outcome | None:
+        """Log, checkpoint and agree on stopping where their intervals fall (on every rank)."""
+        out, done = self.config.output, self.position.global_step
+        if done % out.log_every_steps == 0:
+            self._log_interval()
+        if out.checkpoint_every_steps and done % out.checkpoint_every_steps == 0 and not epoch_done:
+            self._checkpoint("interval")
+        if done % out.stop_check_steps == 0 or epoch_done:
+            stopped = self.stopper.agree(self.engine)
+            if stopped is not None:
+                self._checkpoint(stopped.value)
+                return stopped
+        return None
 
     def _next_count(self, step: int, steps: int) -> int:
         """Steps in the next compiled call: up to steps_per_execution, cut at the next boundary."""
@@ -312,7 +186,7 @@ class Trainer:
     def _end_epoch(self, index: int, epoch: int) -> dict[str, float]:
         if self.bn_state:
             self.engine.sync_replica_state(self.bn_state)
-        metrics = metrics_from_stats(self._global_train_stats(), self.steps.top_k)
+        metrics = metrics_from_stats(self._global_train_stats(), self.phase.step.top_k)
         metrics["learning_rate"] = self.learning_rate()
         if self.splits.val is not None:
             result = self.evaluate(self.splits.val, prefix="val_")
@@ -324,218 +198,47 @@ class Trainer:
         return metrics
 
     def _log_interval(self) -> None:
-        started, stats_before, step_before = self._log_mark
-        stats = self._global_train_stats()
-        now = time.perf_counter()
-        metrics = metrics_from_stats(stats, self.steps.top_k)
+        stats, now = self._global_train_stats(), time.perf_counter()
+        metrics = metrics_from_stats(stats, self.phase.step.top_k)
         metrics["learning_rate"] = self.learning_rate()
-        images = float(stats[COUNT] - stats_before[COUNT])
-        metrics["images_per_second"] = images / max(now - started, 1e-9)
-        self._log_mark = (now, stats, self.position.global_step)
+        images = float(stats[COUNT] - self._window.stats[COUNT])
+        metrics["images_per_second"] = images / max(now - self._window.started, 1e-9)
+        self._window = LogWindow(now, stats)
         self._fire("on_log", metrics)
 
-    # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, split: Split, prefix: str = "") -> EvalResult:
-        return evaluate_split(
-            self.steps,
-            self.engine,
-            split,
-            self.config.data,
-            self.image_size,
-            self.channels,
-            prefix=prefix,
-            cache_dir=self.cache_dir,
-        )
+    def _final_evaluation(self) -> dict[str, EvalResult]:
+        """Evaluate the final weights on the test split, and on validation if there is one."""
+        results = {}
+        for name, split in (("validation", self.splits.val), ("test", self.splits.test)):
+            if split is not None:
+                results[name] = self.evaluate(split)
+                self._fire("on_evaluation", name, results[name])
+        return results
 
-    def learning_rate(self) -> float:
-        """The rate the optimizer applies at its current iteration."""
-        return float(np.asarray(self.optimizer.learning_rate))
-
-    # -- state -------------------------------------------------------------------------------
-    def epoch_key(self, phase_index: int, epoch: int) -> int:
-        """Epochs counted across phases, so every epoch of the run has its own data order."""
-        return sum(p.epochs for p in self.config.phases[:phase_index]) + epoch
-
-    def epoch_steps(self, epoch_key: int) -> int:
-        """Global training steps of the epoch with this key (see `epoch_key`)."""
-        return epoch_steps(
-            self.splits.train,
-            per_replica_batch=self.config.data.batch_size,
-            replicas_per_pipeline=self.engine.local_replicas,
-            num_pipelines=self.engine.size,
-            seed=self.config.seed,
-            epoch=epoch_key,
-            shuffle=self.config.data.shuffle,
-        )
-
-    def train_seconds(self) -> float:
-        """Seconds spent training in this run, over every resumption."""
-        return self._seconds_before + self.stopper.elapsed()
-
-    def _global_train_stats(self) -> np.ndarray:
-        return self.engine.all_sum([self.steps.train_stats.numpy()])[0]
-
-    def _replica_local_state(self) -> list[Any]:
-        """BatchNorm moving statistics: updated by each replica on its own in training mode."""
-        return [
-            v
-            for layer in self.model._flatten_layers()
-            if isinstance(layer, keras.layers.BatchNormalization)
-            for v in (layer.moving_mean, layer.moving_variance)
-        ]
-
-    def _state(self, reason: str, finished: bool) -> dict[str, Any]:
-        train = self.splits.train
-        return {
-            "version": STATE_VERSION,
-            **asdict(self.position),
-            "reason": reason,
-            "finished": finished,
-            "optimizer_phase": self.position.phase if not finished else -1,
-            "best": self.best,
-            "time": time.time(),
-            "train_seconds": self.train_seconds(),
-            "data": {
-                "seed": self.config.seed,
-                "global_batch": self.global_batch,
-                "num_pipelines": self.engine.size,
-                "num_train": len(train),
-                "train_fingerprint": train.fingerprint,
-            },
-            "num_model": len(self.model.variables),
-            "num_optimizer": len(self.optimizer.variables),
-            "model_names": [v.path for v in self.model.variables],
-        }
-
+    # -- checkpoints -------------------------------------------------------------------------
     def _checkpoint(
-        self, reason: str, *, metrics: dict[str, float] | None = None, finished: bool = False
+        self,
+        reason: CheckpointReason,
+        *,
+        finished: bool = False,
+        metrics: dict[str, float] | None = None,
     ) -> None:
         """Every rank calls this at the same step; the chief writes."""
         if self.bn_state:
             self.engine.sync_replica_state(self.bn_state)
-        epoch_stats = self._global_train_stats()
-        is_best = self._update_best(metrics)
-        if not self.engine.is_chief:
-            return
-        state = self._state(reason, finished)
-        state["epoch_stats"] = [float(x) for x in epoch_stats] if self.position.step else [0.0] * 4
-        snapshot = Snapshot(
-            state,
-            [np.asarray(v.numpy()) for v in self.model.variables],
-            [np.asarray(v.numpy()) for v in self.optimizer.variables],
+        model = self.model.variables
+        path = self.checkpoints.save(
+            self.position, reason, model, self.phase, finished=finished, metrics=metrics
         )
-        path = self.store.save(snapshot, is_best=is_best)
-        self._fire("on_checkpoint", str(path), reason)
+        if path is not None:
+            self._fire("on_checkpoint", str(path), reason)
 
-    def _update_best(self, metrics: dict[str, float] | None) -> bool:
-        name = self.config.output.best_metric
-        if not metrics or name not in metrics:
-            return False
-        value = metrics[name]
-        better = self.best is None or (
-            value < self.best["value"] if name.endswith("loss") else value > self.best["value"]
-        )
-        if better:
-            self.best = {"metric": name, "value": value, "global_step": self.position.global_step}
-        return better
+    def learning_rate(self) -> float:
+        """The rate the optimizer applies at its current iteration."""
+        return float(np.asarray(self.phase.optimizer.learning_rate))
 
-    def _agree_on_resume(self) -> dict[str, Any] | None:
-        """The chief's latest checkpoint state, on every rank (None for a fresh run)."""
-        local = None
-        if self.engine.is_chief:
-            self._resume = self.store.latest()
-            local = self._resume.state if self._resume else None
-        state = self.engine.broadcast_object(local)
-        self._resume_state = state
-        if state is not None:
-            if state.get("version") != STATE_VERSION:
-                raise CheckpointError(
-                    f"checkpoints in {self.store.directory} are from another distxfer version"
-                )
-            self.position = Position(
-                state["phase"], state["epoch"], state["step"], state["global_step"]
-            )
-            self._check_data_order(state["data"])
-            self.best = state.get("best")
-            self._seconds_before = float(state.get("train_seconds", 0.0))
-            log.info(
-                "resuming from step %d (phase %d, epoch %d, step %d of the epoch)",
-                state["global_step"],
-                state["phase"] + 1,
-                state["epoch"] + 1,
-                state["step"],
-            )
-        return state
-
-    def _check_data_order(self, saved: dict[str, Any]) -> None:
-        """Resume mid-epoch only where the saved step means the same samples; else restart the epoch."""
-        if saved.get("train_fingerprint") != self.splits.train.fingerprint:
-            log.warning(
-                "the training data changed since the checkpoint was written; continuing with the new data"
-            )
-        same_steps = saved.get("global_batch") == self.global_batch and (
-            isinstance(self.splits.train, FolderSplit)
-            or saved.get("num_pipelines") == self.engine.size
-        )
-        if self.position.step and not same_steps:
-            log.warning(
-                "the global batch or worker count changed (%s -> %d images per step); epoch %d restarts"
-                " from its first step",
-                saved.get("global_batch"),
-                self.global_batch,
-                self.position.epoch + 1,
-            )
-            self.position.step = 0
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        """Load the chief's checkpoint into every rank's model (and optimizer, same phase)."""
-        with_optimizer = state["optimizer_phase"] == state["phase"]
-        model_vars = list(self.model.variables)
-        opt_vars = list(self.optimizer.variables) if with_optimizer else []
-        problem = None
-        if self.engine.is_chief and self._resume is not None:
-            where = str(self.store.directory)
-            try:
-                check_fits(self._resume.model, model_vars, "model", where)
-                if with_optimizer:
-                    check_fits(self._resume.optimizer, opt_vars, "optimizer", where)
-            except CheckpointError as exc:
-                problem = str(exc)
-        problem = self.engine.broadcast_object(problem)
-        if problem:
-            raise CheckpointError(problem)
-        if self.engine.is_chief:
-            arrays = self._resume.model + (self._resume.optimizer if with_optimizer else [])
-        else:
-            arrays = [np.zeros(v.shape, v.dtype) for v in model_vars + opt_vars]
-        arrays = self.engine.broadcast(arrays)
-        for variable, value in zip(model_vars + opt_vars, arrays):
-            variable.assign(value)
-        if self.position.step:
-            stats = (
-                np.asarray(state.get("epoch_stats", [0.0] * 4))
-                if self.engine.is_chief
-                else np.zeros(4)
-            )
-            self.steps.train_stats.assign(stats)
-        self._resume = None
-
-    def _load_model_only(self) -> None:
-        snapshot = self._resume if self.engine.is_chief else None
-        arrays = (
-            snapshot.model
-            if snapshot
-            else [np.zeros(v.shape, v.dtype) for v in self.model.variables]
-        )
-        for variable, value in zip(self.model.variables, self.engine.broadcast(arrays)):
-            variable.assign(value)
-
-    def _sync_from_chief(self) -> None:
-        """Start every rank from the chief's initial weights."""
-        if self.engine.size > 1:
-            values = self.engine.broadcast([np.asarray(v.numpy()) for v in self.model.variables])
-            for variable, value in zip(self.model.variables, values):
-                variable.assign(value)
+    def _global_train_stats(self) -> np.ndarray:
+        return self.engine.all_sum([self.phase.step.stats.numpy()])[0]
 
     def _fire(self, event: str, *args: Any) -> None:
         for hook in self.hooks:

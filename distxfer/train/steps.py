@@ -1,4 +1,4 @@
-"""The compiled train and evaluation steps of one phase, for any engine.
+"""The compiled training step of one phase, for any engine, and the loss and statistics it sums.
 
 A replica computes its loss as sum(weight * cross-entropy) / GLOBAL batch, so the gradients
 summed over replicas are the mean over the global batch (see `distxfer.engines.base`). The
@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from distxfer.engines import Engine
+from distxfer.train.state import NUM_STATS
 
-LOSS, CORRECT, TOPK, COUNT = range(4)
-NUM_STATS = 4
+LOSS, CORRECT, TOPK, COUNT = range(NUM_STATS)
 
 
 def top_k_for(num_classes: int) -> int:
@@ -26,8 +27,54 @@ def top_k_for(num_classes: int) -> int:
     return 5 if num_classes > 5 else 0
 
 
-class PhaseSteps:
-    """Train and eval functions bound to one model, optimizer and engine."""
+def metrics_from_stats(stats: np.ndarray, top_k: int, prefix: str = "") -> dict[str, float]:
+    """Mean loss and accuracies from summed (loss, correct, top-k correct, count)."""
+    count = max(float(stats[COUNT]), 1.0)
+    metrics = {
+        f"{prefix}loss": float(stats[LOSS]) / count,
+        f"{prefix}accuracy": float(stats[CORRECT]) / count,
+    }
+    if top_k:
+        metrics[f"{prefix}top{top_k}_accuracy"] = float(stats[TOPK]) / count
+    return metrics
+
+
+def per_example_loss(
+    labels: tf.Tensor, logits: tf.Tensor, num_classes: int, label_smoothing: float = 0.0
+) -> tf.Tensor:
+    """Cross-entropy of each example, in float32 whatever the compute dtype."""
+    logits = tf.cast(logits, tf.float32)
+    if label_smoothing:
+        target = tf.one_hot(labels, num_classes) * (1.0 - label_smoothing)
+        return tf.nn.softmax_cross_entropy_with_logits(
+            target + label_smoothing / num_classes, logits
+        )
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+
+
+def batch_stats(
+    labels: tf.Tensor, logits: tf.Tensor, losses: tf.Tensor, weights: tf.Tensor, top_k: int
+) -> tf.Tensor:
+    """[loss, correct, top-k correct, count] summed over the real (weight > 0) examples."""
+    mask = tf.cast(weights > 0, tf.float32)
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    correct = tf.cast(tf.equal(predicted, labels), tf.float32)
+    if top_k:
+        in_top = tf.math.in_top_k(labels, tf.cast(logits, tf.float32), top_k)
+        in_top = tf.cast(in_top, tf.float32)
+    else:
+        in_top = tf.zeros_like(correct)
+    sums = [
+        tf.reduce_sum(losses * mask),
+        tf.reduce_sum(correct * mask),
+        tf.reduce_sum(in_top * mask),
+        tf.reduce_sum(mask),
+    ]
+    return tf.stack(sums)
+
+
+class TrainStep:
+    """The compiled training step of one phase: model, optimizer and engine bound together."""
 
     def __init__(
         self,
@@ -49,109 +96,42 @@ class PhaseSteps:
         self.top_k = top_k_for(num_classes)
         self.label_smoothing = label_smoothing
         self.trainable = list(model.trainable_variables)
-        self.train_stats = tf.Variable(tf.zeros([NUM_STATS], tf.float64), trainable=False)
-        self.eval_stats = tf.Variable(tf.zeros([NUM_STATS], tf.float64), trainable=False)
-        self.confusion = tf.Variable(
-            tf.zeros([num_classes, num_classes], tf.float64), trainable=False
-        )
-        compute = (
-            tf.function(self._forward_backward, jit_compile=True) if xla else self._forward_backward
-        )
-        self._compute = compute
-        self._train_one = tf.function(self._train_one_step)
-        self._train_many = tf.function(self._train_steps) if steps_per_execution > 1 else None
-        self._eval_many = tf.function(self._eval_steps)
-
-    # -- per replica -------------------------------------------------------------------------
-    def _per_example_loss(self, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-        logits = tf.cast(logits, tf.float32)
-        if self.label_smoothing:
-            smooth = self.label_smoothing
-            target = (
-                tf.one_hot(labels, self.num_classes) * (1.0 - smooth) + smooth / self.num_classes
-            )
-            return tf.nn.softmax_cross_entropy_with_logits(target, logits)
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-
-    def _stats(
-        self, labels: tf.Tensor, logits: tf.Tensor, per_example: tf.Tensor, weights: tf.Tensor
-    ) -> tf.Tensor:
-        mask = tf.cast(weights > 0, tf.float32)
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        correct = tf.cast(tf.equal(predicted, labels), tf.float32)
-        if self.top_k:
-            in_top = tf.cast(
-                tf.math.in_top_k(labels, tf.cast(logits, tf.float32), self.top_k), tf.float32
-            )
-        else:
-            in_top = tf.zeros_like(correct)
-        sums = [
-            tf.reduce_sum(per_example * mask),
-            tf.reduce_sum(correct * mask),
-            tf.reduce_sum(in_top * mask),
-            tf.reduce_sum(mask),
-        ]
-        return tf.stack(sums)
+        self.stats = tf.Variable(tf.zeros([NUM_STATS], tf.float64), trainable=False)
+        compute = self._forward_backward
+        self._compute = tf.function(compute, jit_compile=True) if xla else compute
+        self._one = tf.function(self._one_step)
+        self._many = tf.function(self._steps) if steps_per_execution > 1 else None
 
     def _forward_backward(self, images: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor):
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)
-            per_example = self._per_example_loss(labels, logits)
-            loss = tf.reduce_sum(per_example * weights) / self.global_batch
+            losses = per_example_loss(labels, logits, self.num_classes, self.label_smoothing)
+            loss = tf.reduce_sum(losses * weights) / self.global_batch
             if self.model.losses:
                 loss += tf.add_n(self.model.losses) / self.engine.num_replicas
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, self.trainable)
-        return grads, self._stats(labels, logits, per_example, weights)
+        return grads, batch_stats(labels, logits, losses, weights, self.top_k)
 
-    def _replica_train(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+    def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         labels = tf.cast(batch["label"], tf.int32)
         grads, stats = self._compute(batch["image"], labels, batch["weight"])
         grads = self.engine.reduce_gradients(grads)
         self.optimizer.apply(grads, self.trainable)
         return stats
 
-    def _replica_eval(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        labels = tf.cast(batch["label"], tf.int32)
-        logits = self.model(batch["image"], training=False)
-        per_example = self._per_example_loss(labels, logits)
-        stats = self._stats(labels, logits, per_example, batch["weight"])
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        confusion = tf.math.confusion_matrix(
-            labels,
-            predicted,
-            self.num_classes,
-            weights=tf.cast(batch["weight"] > 0, tf.float32),
-            dtype=tf.float32,
-        )
-        return stats, confusion
+    def _one_step(self, iterator: Any) -> None:
+        stats = self.engine.run(self._replica_step, next(iterator))
+        self.stats.assign_add(tf.cast(self.engine.local_sum(stats), tf.float64))
 
-    # -- compiled, per process ---------------------------------------------------------------
-    def _train_one_step(self, iterator: Any) -> None:
-        stats = self.engine.run(self._replica_train, next(iterator))
-        self.train_stats.assign_add(tf.cast(self.engine.local_sum(stats), tf.float64))
-
-    def _train_steps(self, iterator: Any, count: tf.Tensor) -> None:
+    def _steps(self, iterator: Any, count: tf.Tensor) -> None:
         for _ in tf.range(count):
-            self._train_one_step(iterator)
+            self._one_step(iterator)
 
-    def _eval_steps(self, iterator: Any, count: tf.Tensor) -> None:
-        for _ in tf.range(count):
-            stats, confusion = self.engine.run(self._replica_eval, next(iterator))
-            self.eval_stats.assign_add(tf.cast(self.engine.local_sum(stats), tf.float64))
-            self.confusion.assign_add(tf.cast(self.engine.local_sum(confusion), tf.float64))
-
-    # -- called by the loop ------------------------------------------------------------------
-    def train(self, iterator: Any, count: int) -> None:
+    def run(self, iterator: Any, count: int) -> None:
         """Run `count` training steps (at most steps_per_execution per compiled call)."""
-        if self._train_many is None or count == 1:
+        if self._many is None or count == 1:
             for _ in range(count):
-                self._train_one(iterator)
+                self._one(iterator)
         else:
-            self._train_many(iterator, tf.constant(count, tf.int64))
-
-    def evaluate(self, iterator: Any, steps: int) -> None:
-        self.eval_stats.assign(tf.zeros_like(self.eval_stats))
-        self.confusion.assign(tf.zeros_like(self.confusion))
-        if steps:
-            self._eval_many(iterator, tf.constant(steps, tf.int64))
+            self._many(iterator, tf.constant(count, tf.int64))

@@ -13,7 +13,10 @@ import signal
 import time
 from types import FrameType
 
+import numpy as np
+
 from distxfer.engines import Engine
+from distxfer.train.state import Outcome
 
 EXIT_PREEMPTED = (
     75  # EX_TEMPFAIL: stopped on request with a checkpoint; run the same command to resume
@@ -51,15 +54,13 @@ class StopRequest:
     def out_of_time(self) -> bool:
         return bool(self.max_seconds) and self.elapsed() >= self.max_seconds
 
-    def agree(self, engine: Engine) -> str | None:
-        """'signal', 'time' or None, the same on every rank (a collective when size > 1)."""
+    def agree(self, engine: Engine) -> Outcome | None:
+        """SIGNAL, TIME or None, the same on every rank (a collective when size > 1)."""
         flags = [float(self.signal_name is not None), float(self.out_of_time())]
         if engine.size > 1:
-            import numpy as np
-
             flags = list(engine.all_sum([np.array(flags, dtype=np.float32)])[0])
         if flags[0] > 0:
-            return "signal"
+            return Outcome.SIGNAL
         if flags[1] > 0:
-            return "time"
+            return Outcome.TIME
         return None

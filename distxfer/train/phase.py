@@ -1,0 +1,67 @@
+"""What a phase trains with: which layers learn, a fresh optimizer on the phase's schedule, and
+the compiled step that binds them to the model and the engine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import keras
+
+from distxfer.config import Config
+from distxfer.engines import Engine
+from distxfer.models import TrainableSummary, apply_phase
+from distxfer.train.optim import make_optimizer
+from distxfer.train.schedule import ScheduleShape, make_schedule, peak_learning_rate
+from distxfer.train.steps import TrainStep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PhaseSetup:
+    """One phase, ready to train."""
+
+    index: int
+    summary: TrainableSummary  # what learns, for the log
+    optimizer: keras.optimizers.Optimizer
+    peak_lr: float  # after scaling to the global batch
+    step: TrainStep
+
+
+def set_up_phase(
+    config: Config, index: int, model: keras.Model, engine: Engine, epoch_steps: list[int]
+) -> PhaseSetup:
+    """Make phase `index` of `config` trainable; `epoch_steps` are its epochs' global steps."""
+    phase = config.phases[index]
+    summary = apply_phase(model, phase)
+    global_batch = config.data.batch_size * engine.num_replicas
+    peak = peak_learning_rate(phase, global_batch, config.data.batch_size)
+    shape = ScheduleShape(
+        peak=peak,
+        total_steps=sum(epoch_steps),
+        warmup_steps=round(phase.warmup_epochs * epoch_steps[0]),
+        steps_per_epoch=epoch_steps[0],
+    )
+    with engine.scope():  # the optimizer's variables live where the model's do
+        optimizer = make_optimizer(phase, make_schedule(phase, shape), config.precision)
+        optimizer.build(model.trainable_variables)
+    step = TrainStep(
+        model,
+        optimizer,
+        engine,
+        global_batch=global_batch,
+        num_classes=int(model.outputs[0].shape[-1]),
+        label_smoothing=phase.label_smoothing,
+        xla=config.xla,
+        steps_per_execution=config.steps_per_execution,
+    )
+    log.info(
+        "phase %d '%s': %s; peak learning rate %.3g for global batch %d",
+        index + 1,
+        phase.name,
+        summary,
+        peak,
+        global_batch,
+    )
+    return PhaseSetup(index, summary, optimizer, peak, step)

@@ -1,0 +1,48 @@
+"""keras_internals: the private Keras API distxfer relies on still does what it is used for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from distxfer.models import keras_internals
+
+
+def test_keras_home_set_to_makes_keras_download_into_that_home(tmp_path):
+    source = tmp_path / "source.h5"
+    source.write_bytes(b"weights")
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    with keras_internals.keras_home_set_to(home):
+        fetched = keras.utils.get_file("w.h5", origin=source.as_uri(), cache_subdir="models")
+    assert Path(fetched) == home / "models" / "w.h5"
+
+
+def test_keras_home_set_to_restores_keras_home_afterwards(tmp_path):
+    before = keras_internals.keras_home()
+    with keras_internals.keras_home_set_to(tmp_path):
+        assert keras_internals.keras_home() == tmp_path
+    assert keras_internals.keras_home() == before
+
+
+def test_fresh_layer_names_start_auto_names_from_scratch():
+    keras.layers.Activation("relu")  # advances the "activation" counter
+    with keras_internals.fresh_layer_names():
+        assert keras.layers.Activation("relu").name == "activation"
+
+
+def test_fresh_layer_names_leave_the_outer_counters_as_they_were():
+    keras.layers.Activation("relu")
+    following = keras.layers.Activation("relu").name  # e.g. "activation_7"
+    with keras_internals.fresh_layer_names():
+        keras.layers.Activation("relu")
+    number = int(following.rsplit("_", 1)[1])
+    assert keras.layers.Activation("relu").name == f"activation_{number + 1}"
+
+
+def test_a_layer_stops_receiving_training_once_told_to():
+    layer = keras.layers.Dense(1)
+    assert keras_internals.receives_training(layer) is True
+    keras_internals.stop_passing_training(layer)
+    assert keras_internals.receives_training(layer) is False
