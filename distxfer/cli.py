@@ -24,12 +24,13 @@ from distxfer.inference import evaluate_run, export_run, predict_to_csv
 from distxfer.logs import quiet_tensorflow, setup_logging
 from distxfer.run import train
 from distxfer.train.state import Outcome
-from distxfer.train.stopping import EXIT_PREEMPTED
+from distxfer.train.stopping import EXIT_PREEMPTED, hold_stop_signals
 
 EXIT_USAGE = 2
 
 
 def _train(args: argparse.Namespace) -> int:
+    hold_stop_signals()  # a preemption signal during start-up stops the run at its first step
     config = load_config(args.config, args.overrides)
     outcome = train(config, allow_config_change=args.allow_config_change)
     return EXIT_PREEMPTED if outcome is Outcome.SIGNAL else 0
