@@ -387,7 +387,39 @@ def test_resuming_with_another_global_batch_restarts_the_interrupted_epoch(tiny_
         *tiny_overrides(tiny_data, run_dir, "data.batch_size=2"),
     )
     assert (
-        "the global batch or worker count changed (1 -> 2 images per step); epoch 1 restarts"
-        in resumed.stderr
+        "the global batch changed (1 -> 2 images per step), so a step no longer covers the same"
+        " images: epoch 1 restarts from its first step" in resumed.stderr
     )
     assert "resuming at step" not in resumed.stdout
+
+
+@pytest.mark.distributed
+def test_resuming_on_fewer_workers_at_the_same_global_batch_continues_at_the_same_step(
+    tiny_data, tmp_path
+):
+    run_dir = tmp_path / "shrunk"
+    common = ["phases.0.epochs=1", "engine.threads=1"]
+    stopped = subprocess.run(
+        [sys.executable, "-m", "distxfer.launchers", "tf-config", "-n", "2"]
+        + ["-c", "configs/mnist_mlp.yaml"]
+        + tiny_overrides(tiny_data, run_dir, *common, "max_train_seconds=0.001")
+        + ["output.stop_check_steps=4"],
+        env=cli_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert stopped.returncode == 0, stopped.stdout[-4000:]
+    one_process = ["engine.name=mirrored", "engine.cpu_replicas=2"]  # 1 x 2 replicas x 4 images
+    resumed = run_cli(
+        "train",
+        "-c",
+        "configs/mnist_mlp.yaml",
+        *tiny_overrides(tiny_data, run_dir, *common, *one_process),
+    )
+    assert (
+        "the workers changed (2 -> 1 worker processes) at the same global batch of 8 images, so"
+        " every step covers the same images: it resumes at the same step" in resumed.stderr
+    )
+    assert "resuming at step 4" in resumed.stdout
