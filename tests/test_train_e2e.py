@@ -89,7 +89,8 @@ def test_tensorboard_events_read_back_with_tensorboard_reader(trained_run):
         and grid.tensor_proto.string_val
     )
     assert "config" in train.PluginTagToContent("text")
-    assert train.PluginTagToContent("hparams")  # the config as hparams of this run
+    # the config as hparams of this run, at the root so the HParams tab sees train/ and validation/
+    assert read_events(trained_run / "tensorboard").PluginTagToContent("hparams")
     assert "epoch_accuracy" in validation.PluginTagToContent("scalars")
     assert [e.step for e in validation.Tensors("epoch_accuracy")] == [1, 2]
     assert {"confusion_matrix/validation", "confusion_matrix/test"} <= (
