@@ -29,4 +29,7 @@ TENSORFLOW_FREE = (
     "distxfer.checkpoint",
     "distxfer.train.state",
     "distxfer.train.stopping",
+    "distxfer.sweeps",
+    "distxfer.runs",
+    "distxfer.status",
 )

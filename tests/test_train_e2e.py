@@ -48,6 +48,14 @@ def test_training_writes_a_complete_run_directory(trained_run):
     assert "best.npz" in checkpoints and "ckpt-000000036.npz" in checkpoints  # 2 epochs x 18 steps
 
 
+def test_a_finished_run_records_its_state_and_distxfer_runs_shows_it(trained_run):
+    status = json.loads((trained_run / "status.json").read_text())
+    assert (status["state"], status["outcome"]) == ("finished", "finished")
+    header, row = run_cli("runs", str(trained_run)).stdout.splitlines()
+    assert header.split()[:4] == ["run", "overrides", "state", "step"]
+    assert row.split()[:4] == ["tiny", "-", "finished", "36"]
+
+
 def test_final_report_counts_every_test_image_and_the_model_learned(trained_run):
     report = json.loads((trained_run / "eval" / "test.json").read_text())
     assert report["samples"] == 21  # 3 classes x 7, through padded batches of 4
@@ -290,6 +298,7 @@ def test_sigterm_checkpoints_the_current_step_and_exits_75(tiny_data, tmp_path):
         run_dir / "checkpoints", keep=3, best_metric="val_accuracy", writer=False
     ).latest()
     assert latest.state.reason == "signal" and not latest.state.finished
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "preempted"
 
 
 def test_mixed_precision_xla_and_multi_step_calls_train_on_cpu(tiny_data, tmp_path):
