@@ -1,5 +1,5 @@
 """The `distxfer` command: train, evaluate, predict, export, data, weights, doctor, demo, bench,
-runs.
+slurm, runs.
 
 Errors caused by input print as one line (`distxfer: error: ...`) with exit status 2; `--debug`
 shows the traceback. A training run stopped by SIGTERM/SIGUSR1 exits with 75 after checkpointing:
@@ -26,6 +26,7 @@ from distxfer.logs import quiet_tensorflow, setup_logging
 from distxfer.run import train
 from distxfer.runs import render as render_runs
 from distxfer.runs import summarize
+from distxfer.slurm import command as slurm_command
 from distxfer.train.state import Outcome
 from distxfer.train.stopping import EXIT_PREEMPTED, hold_stop_signals
 
@@ -230,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="append the results as Markdown to this file")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "slurm", help="write a Slurm batch script for a config or a sweep; --submit submits it"
+    )
+    slurm_command.add_arguments(p)
+    p.set_defaults(func=slurm_command.run)
 
     p = sub.add_parser("runs", help="one table of the runs of a sweep folder or run directory")
     p.add_argument("folder", help="a sweep folder, a folder of run directories, or one run")
