@@ -67,8 +67,10 @@ class TensorBoardHook(Hook):
 
     def on_train_begin(self, trainer: Trainer) -> None:
         # At the root, so TensorBoard's HParams tab finds the train/ and validation/ metrics below.
-        with tf.summary.create_file_writer(str(self.log_dir)).as_default():
+        root = tf.summary.create_file_writer(str(self.log_dir))
+        with root.as_default():
             hp.hparams(flatten(config_to_dict(self.config)), trial_id=str(trainer.run_dir))
+        root.close()
         with self.train.as_default():
             tf.summary.text(
                 "config", f"```\n{dump_config(self.config)}\n```", step=trainer.position.global_step

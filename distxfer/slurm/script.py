@@ -45,7 +45,8 @@ ENGINES = {
 
 @dataclass(frozen=True)
 class JobResources:
-    """The `#SBATCH` values of a job; None leaves a line commented out for the user to fill in."""
+    """The `#SBATCH` values of a job; None (no GPUs: 0) leaves a line commented out for the user
+    to fill in."""
 
     nodes: int = 1
     tasks_per_node: int = 4
@@ -97,7 +98,7 @@ class JobResources:
 # What runs in the generic scripts of slurm/: the config, a run directory and overrides.
 ARGUMENTS = """\
 if [ $# -lt 1 ] || [[ $1 == -* ]]; then
-    echo "usage: sbatch [sbatch options] $0 CONFIG [RUN_DIR] [KEY=VALUE ...]" >&2
+    echo "usage: sbatch [sbatch options] slurm/$ENGINE.sbatch CONFIG [RUN_DIR] [KEY=VALUE ...]" >&2
     exit 2
 fi
 CONFIG=$1
@@ -146,7 +147,7 @@ trap 'pass_on TERM' TERM
 
 say "job ${{SLURM_JOB_ID:-?}}${{SLURM_ARRAY_TASK_ID:+ (array task $SLURM_ARRAY_TASK_ID)}}:" \\
     "start $((RESTARTS + 1)) (SLURM_RESTART_COUNT=$RESTARTS, requeued at most $MAX_REQUEUES times)"
-say "srun ${{STEP[*]}} ${{TRAIN[*]}}"
+say "srun ${{STEP[*]:+${{STEP[*]}} }}${{TRAIN[*]}}"
 status=$EXIT_PREEMPTED
 if [ -z "$warned$cancelled" ]; then
     srun "${{STEP[@]}}" "${{TRAIN[@]}}" &
