@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config_path = Path(args.config).resolve()
     config = load_config(config_path, args.overrides)
-    resources = job_resources(args)
+    job_resources(args)  # bad flags are reported before the runs are checked
     distxfer = [sys.executable, "-m", "distxfer"]
     if args.sweep:
         sweep = plan_sweep(config_path, args.overrides, config, [parse_axis(a) for a in args.sweep])
