@@ -35,4 +35,6 @@ TENSORFLOW_FREE = (
     "distxfer.sweeps",
     "distxfer.runs",
     "distxfer.status",
+    "distxfer.crossval",
+    "distxfer.cvsummary",
 )

@@ -1,5 +1,5 @@
 """The `distxfer` command: train, evaluate, predict, export, data, weights, doctor, demo, bench,
-slurm, runs.
+slurm, runs, cv.
 
 Errors caused by input print as one line (`distxfer: error: ...`) with exit status 2; `--debug`
 shows the traceback. A training run stopped by SIGTERM/SIGUSR1 exits with 75 after checkpointing:
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from distxfer import doctor
+from distxfer import crossval, doctor
 from distxfer.bench import run_engine_benchmark
 from distxfer.config import load_config
 from distxfer.data import commands as data_commands
@@ -241,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="one table of the runs of a sweep folder or run directory")
     p.add_argument("folder", help="a sweep folder, a folder of run directories, or one run")
     p.set_defaults(func=_runs)
+
+    p = sub.add_parser(
+        "cv", help="k-fold cross-validation: one run per fold, then mean and spread of each metric"
+    )
+    crossval.add_arguments(p)
+    p.set_defaults(func=crossval.run)
     return parser
 
 

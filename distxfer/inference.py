@@ -115,7 +115,9 @@ def evaluate_run(
     target = data_dir or config.data.test_dir or config.data.val_dir
     if not target:
         raise ConfigError("there is nothing to evaluate on: pass --data DIR (class folders)")
-    data_cfg = replace(config.data, train_dir=target, val_dir=None, val_split=0.0, test_dir=None)
+    data_cfg = replace(
+        config.data, train_dir=target, val_dir=None, val_split=0.0, folds=0, test_dir=None
+    )
     splits = load_splits(data_cfg, config.seed)
     check_same_classes(
         tuple(class_names), splits.class_names, "--data", target, expected_from="the run's classes"

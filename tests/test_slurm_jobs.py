@@ -7,6 +7,7 @@ and 2 cores: jobs ask for --gpus-per-node=0 and one core per task.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, cli_env, run_cli, tiny_overrides
+from conftest import REPO, cli_env, hparams_experiment, run_cli, tiny_overrides
 from slurm_cluster import SlurmCluster, cluster_or_skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed, pytest.mark.slurm]
@@ -208,19 +209,31 @@ def test_a_sweep_is_one_array_job_and_distxfer_runs_tabulates_its_runs(
     assert {("validation", "epoch_accuracy"), ("train", "epoch_loss")} <= metrics
 
 
-def hparams_experiment(logdir: Path):  # type: ignore[no-untyped-def]
-    """What TensorBoard's HParams tab shows for `logdir`: hparams and metrics of every run."""
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-    from tensorboard.plugins import base_plugin
-    from tensorboard.plugins.hparams import backend_context
-
-    events = plugin_event_multiplexer.EventMultiplexer()
-    events.AddRunsFromDirectory(str(logdir))
-    events.Reload()
-    provider = data_provider.MultiplexerDataProvider(events, str(logdir))
-    tb = base_plugin.TBContext(logdir=str(logdir), multiplexer=events, data_provider=provider)
-    hparams, request = backend_context.Context(tb), context.RequestContext()
-    metadata = hparams.hparams_metadata(request, "")
-    listed = hparams.hparams_from_data_provider(request, "", None)
-    return hparams.experiment_from_metadata(request, "", True, metadata, listed)
+def test_cross_validation_is_one_array_job_and_a_summary_job_after_it(cluster, tiny_data, tmp_path):
+    folder = tmp_path / "cv"
+    fold_overrides = [
+        o for o in overrides(tiny_data, folder, "phases.0.epochs=1") if "val_dir" not in o
+    ]
+    submitted = run_cli(
+        "cv",
+        "-c",
+        CONFIG,
+        "--folds",
+        "3",
+        *fold_overrides,
+        *("--slurm", "--engine", "horovod", "--tasks-per-node", "1", "--time", "10"),
+        env=cli_env(**JOB_ENV, SLURM_CONF=str(cluster.conf)),
+    )
+    job = re.search(r"submitted array job (\d+) \(3 folds\)", submitted.stdout).group(1)
+    summary_job = re.search(r"submitted summary job (\d+)", submitted.stdout).group(1)
+    for task in ("0", "1", "2"):
+        info = cluster.wait_for_job(f"{job}_{task}")
+        assert info["JobState"] == "COMPLETED", (folder / "slurm" / f"{job}_{task}.out").read_text()
+    assert cluster.wait_for_job(summary_job)["JobState"] == "COMPLETED"
+    summary = json.loads((folder / "cv_summary.json").read_text())
+    assert [(row["name"], row["state"]) for row in summary["folds"]] == [
+        ("fold-0", "finished"),
+        ("fold-1", "finished"),
+        ("fold-2", "finished"),
+    ]
+    assert summary["summary"]["test accuracy"]["n"] == 3

@@ -99,6 +99,10 @@ class DataConfig:
     train_dir: str | None = None
     val_dir: str | None = None
     val_split: float = 0.0  # fraction of train_dir held out per class when val_dir is not given
+    # cross-validation (`distxfer cv` sets these): train_dir in `folds` stratified folds,
+    # validating on fold number `fold` (0-based) and training on the others; 0 = off
+    folds: int = 0
+    fold: int = 0
     test_dir: str | None = None
     image_size: list[int] | None = None  # [height, width]; null = the backbone's native size
     color_mode: Literal["rgb", "grayscale"] = "rgb"
@@ -131,6 +135,21 @@ class DataConfig:
             f"{key}.val_split",
             "cannot be used together with data.val_dir; set one of them",
         )
+        _require(
+            self.folds == 0 or self.folds >= 2, f"{key}.folds", "must be 0 (off) or at least 2"
+        )
+        if self.folds:
+            _require(
+                0 <= self.fold < self.folds,
+                f"{key}.fold",
+                f"must be a fold number from 0 to {self.folds - 1} (data.folds={self.folds})",
+            )
+            _require(
+                not (self.val_dir or self.val_split),
+                f"{key}.folds",
+                "replaces data.val_dir and data.val_split (each fold validates on its own"
+                " part of data.train_dir); remove them from the config",
+            )
         if self.image_size is not None:
             _require(
                 len(self.image_size) == 2 and min(self.image_size) >= 8,

@@ -16,7 +16,12 @@ import time
 import numpy as np
 
 from distxfer.config.schema import DataConfig
-from distxfer.data.listing import check_same_classes, list_class_folder, stratified_split
+from distxfer.data.listing import (
+    check_same_classes,
+    list_class_folder,
+    stratified_folds,
+    stratified_split,
+)
 from distxfer.data.recordmeta import is_record_folder, read_meta, record_split
 from distxfer.data.scan import quick_scan
 from distxfer.data.splits import BadFile, DataSplits, Split
@@ -60,6 +65,11 @@ def _load_train_dir(cfg: DataConfig, seed: int) -> tuple[tuple[str, ...], dict[s
     root = cfg.train_dir
     assert root is not None
     if is_record_folder(root):
+        if cfg.folds:
+            raise DataError(
+                f"data.folds needs class folders, but data.train_dir {root} holds TFRecords;"
+                " cross-validate on the class folders it was converted from"
+            )
         meta = read_meta(root)
         if "train" not in meta["splits"]:
             raise DataError(
@@ -83,16 +93,23 @@ def _load_train_dir(cfg: DataConfig, seed: int) -> tuple[tuple[str, ...], dict[s
             "test": found.get("test"),
         }
     class_names, everything = list_class_folder(root, follow_links=cfg.follow_links)
-    if cfg.val_split and not cfg.val_dir:
+    if cfg.folds:
+        fold_of = stratified_folds(everything.labels, class_names, cfg.folds, seed)
+        train_idx, val_idx = (
+            np.flatnonzero(fold_of != cfg.fold),
+            np.flatnonzero(fold_of == cfg.fold),
+        )
+    elif cfg.val_split and not cfg.val_dir:
         train_idx, val_idx = stratified_split(everything.labels, class_names, cfg.val_split, seed)
+    else:
         return class_names, {
-            "train": everything.subset(train_idx, "train"),
-            "val": everything.subset(val_idx, "val"),
+            "train": dataclasses.replace(everything, name="train"),
+            "val": None,
             "test": None,
         }
     return class_names, {
-        "train": dataclasses.replace(everything, name="train"),
-        "val": None,
+        "train": everything.subset(train_idx, "train"),
+        "val": everything.subset(val_idx, "val"),
         "test": None,
     }
 
