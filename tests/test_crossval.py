@@ -156,19 +156,8 @@ def test_summary_on_demand_reads_what_the_folds_wrote(tiny_data, tmp_path, capsy
     assert (folder / "cv_summary.json").is_file()
 
 
-@pytest.mark.slow
-def test_a_stopped_cross_validation_resumes_at_the_fold_and_step_it_stopped_at(tiny_data, tmp_path):
-    folder = tmp_path / "cv"
-    args = [
-        "cv",
-        "-c",
-        CONFIG,
-        "--folds",
-        "2",
-        *cv_overrides(tiny_data, folder, "phases.0.epochs=3"),
-    ]
-    args.append("data.val_split=0")
-    process = subprocess.Popen(
+def start_cv(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "distxfer", *args],
         env=cli_env(),
         cwd=REPO,
@@ -176,10 +165,31 @@ def test_a_stopped_cross_validation_resumes_at_the_fold_and_step_it_stopped_at(t
         stderr=subprocess.PIPE,
         text=True,
     )
-    started = folder / "fold-1" / "config.yaml"
+
+
+def wait_for(path_glob: tuple[Path, str], process: subprocess.Popen) -> None:
+    folder, pattern = path_glob
     deadline = time.monotonic() + 240
-    while not started.is_file() and process.poll() is None and time.monotonic() < deadline:
+    while not list(folder.glob(pattern)) and process.poll() is None:
+        assert time.monotonic() < deadline, f"no {pattern} in {folder}"
         time.sleep(0.05)
+    assert process.poll() is None, "cross-validation ended before it could be stopped"
+
+
+def three_epoch_folds(tiny_data: dict[str, Path], folder: Path) -> list[str]:
+    """2 folds of 3 epochs x 9 steps, a checkpoint every 3 steps."""
+    extra = ("phases.0.epochs=3", "output.checkpoint_every_steps=3", "data.val_split=0")
+    return ["cv", "-c", CONFIG, "--folds", "2", *cv_overrides(tiny_data, folder, *extra)]
+
+
+@pytest.mark.slow
+def test_a_signalled_cross_validation_exits_75_and_resumes_at_the_fold_and_step(
+    tiny_data, tmp_path
+):
+    folder = tmp_path / "cv"
+    args = three_epoch_folds(tiny_data, folder)
+    process = start_cv(args)
+    wait_for((folder, "fold-1/config.yaml"), process)
     process.send_signal(signal.SIGTERM)  # in fold 1: it checkpoints its step and stops
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 75, stderr[-3000:]
@@ -189,7 +199,23 @@ def test_a_stopped_cross_validation_resumes_at_the_fold_and_step_it_stopped_at(t
     assert "fold 0 of 2: finished already" in again.stderr
     assert "resuming from step" in (folder / "fold-1" / "train.log").read_text()
     summary = json.loads((folder / "cv_summary.json").read_text())
-    assert [row["step"] for row in summary["folds"]] == [27, 27]  # 3 epochs x 9 steps, each
+    assert [row["step"] for row in summary["folds"]] == [27, 27]
+
+
+@pytest.mark.slow
+def test_a_killed_cross_validation_resumes_the_fold_at_its_last_checkpoint(tiny_data, tmp_path):
+    folder = tmp_path / "cv"
+    args = three_epoch_folds(tiny_data, folder)
+    process = start_cv(args)
+    wait_for((folder, "fold-1/checkpoints/ckpt-*.npz"), process)
+    process.kill()
+    process.communicate(timeout=60)
+    again = run_cli(*args)
+    assert "fold 0 of 2: finished already" in again.stderr
+    resumed = re.findall(r"resuming from step (\d+)", (folder / "fold-1" / "train.log").read_text())
+    assert len(resumed) == 1 and int(resumed[0]) >= 3
+    summary = json.loads((folder / "cv_summary.json").read_text())
+    assert [(row["state"], row["step"]) for row in summary["folds"]] == [("finished", 27)] * 2
 
 
 @pytest.mark.slow
