@@ -1,6 +1,7 @@
 """The `distxfer` command: train, evaluate, predict, export, data, weights, doctor, demo, bench.
 
-Errors caused by input print as one line (`distxfer: error: ...`) with exit status 2; `--debug`
+Errors caused by input print as one line (`distxfer: error: ...`, any list after it) with exit
+status 2; a run stopped by a fault exits with its error's own code (`distxfer.errors`); `--debug`
 shows the traceback. A training run stopped by SIGTERM/SIGUSR1 exits with 75 after checkpointing:
 run the same command again to resume. Every command module is imported here and imports no
 TensorFlow until its command has checked its input (the rule in `distxfer/__init__.py`).
@@ -25,8 +26,6 @@ from distxfer.logs import quiet_tensorflow, setup_logging
 from distxfer.run import train
 from distxfer.train.state import Outcome
 from distxfer.train.stopping import EXIT_PREEMPTED
-
-EXIT_USAGE = 2
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -224,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_text(exc: DistxferError, rank: int = 0) -> str:
+    """`distxfer: error: MESSAGE` on one line (prefixed `[rank N]` off the chief), then the
+    error's details, each on its own indented line."""
+    prefix = f"[rank {rank}] " if rank else ""
+    return "\n".join([f"{prefix}distxfer: error: {exc}", *(f"  {d}" for d in exc.details)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow()
     parser = build_parser()
@@ -241,8 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DistxferError as exc:
         if args.debug:
             raise
-        print(f"{f'[rank {rank}] ' if rank else ''}distxfer: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(error_text(exc, rank), file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("distxfer: interrupted", file=sys.stderr)
         return 130
