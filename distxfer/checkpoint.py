@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from distxfer.atomic import fsync_dir, replacing
-from distxfer.errors import CheckpointError
+from distxfer.errors import CheckpointError, CheckpointWriteError
 from distxfer.train.state import RunState
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class CheckpointStore:
         self.best_metric = best_metric
         self.writer = writer
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._error: tuple[BaseException, Path] | None = None
         if writer:
             self.directory.mkdir(parents=True, exist_ok=True)
             for pattern in (".*.tmp-*", f".{BEST}.link-*"):  # left by a crash mid-write
@@ -145,15 +145,25 @@ class CheckpointStore:
         return path
 
     def wait(self) -> None:
-        """Block until the queued write is on disk; re-raise its error, if any."""
+        """Block until the queued write is on disk; CheckpointWriteError if it failed."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         if self._error is not None:
-            error, self._error = self._error, None
-            raise CheckpointError(
-                f"writing a checkpoint in {self.directory} failed: {error}"
+            (error, path), self._error = self._error, None
+            reason = getattr(error, "strerror", None) or str(error)
+            steps = self.steps()
+            previous = f"{self.path_for(steps[-1])} is intact" if steps else "there is none yet"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path} ({reason}); the previous checkpoint"
+                f" {previous}; free space or fix permissions in {self.directory}, then run the"
+                " same command to resume"
             ) from error
+
+    def failed(self) -> bool:
+        """Whether the last queued write has ended with an error (`wait` raises it)."""
+        thread = self._thread
+        return self._error is not None and (thread is None or not thread.is_alive())
 
     def _write(self, snapshot: Snapshot, path: Path, is_best: bool) -> None:
         try:
@@ -175,7 +185,7 @@ class CheckpointStore:
             for old in self.steps()[: -self.keep]:
                 self.path_for(old).unlink(missing_ok=True)
         except BaseException as exc:  # reported by the next wait()
-            self._error = exc
+            self._error = (exc, path)
 
 
 def check_fits(

@@ -31,6 +31,7 @@ RESUMABLE_CHANGES = (
     "output.run_dir",
     "engine.",
     "max_train_seconds",
+    "nonfinite_",
     "steps_per_execution",
     "xla",
     "output.log_every_steps",
