@@ -9,8 +9,10 @@ into the run directory: the resolved config, the class list and the log here, th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -18,9 +20,10 @@ import yaml
 from distxfer.atomic import write_bytes
 from distxfer.config import Config, config_differences, config_to_dict, dump_config
 from distxfer.data import DataSplits, load_splits
-from distxfer.engines import create_engine
+from distxfer.engines import Engine, create_engine
 from distxfer.errors import ConfigError
 from distxfer.logs import log_to_file
+from distxfer.runlock import LOCK_NAME, RunLock
 from distxfer.train.state import Outcome
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,7 @@ def check_run_dir(run_dir: Path, config: Config, *, allow_config_change: bool) -
                 " --allow-config-change to resume it anyway"
             )
         return True
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise ConfigError(
             f"output.run_dir {run_dir} exists and is not a distxfer run; choose another directory"
         )
@@ -76,7 +79,10 @@ def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
     splits = load_splits(config.data, config.seed)
     engine = create_engine(config.engine)
     try:
-        with log_to_file(run_dir / "train.log" if engine.is_chief else None):
+        with (
+            hold_run_dir(run_dir, engine),
+            log_to_file(run_dir / "train.log" if engine.is_chief else None),
+        ):
             log.info("engine %s (%s)", engine.describe(), engine.reason)
             log.info("data: %d classes; %s", len(splits.class_names), describe_splits(splits))
             if engine.is_chief:
@@ -86,6 +92,26 @@ def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
             return fit_run(config, engine, splits, run_dir)
     finally:
         engine.shutdown()
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir: Path, engine: Engine) -> Iterator[None]:
+    """The chief holds the run directory's lock inside the block; if another run holds it,
+    every rank stops with the same one-line error (the lock is agreed through the engine)."""
+    lock, problem = RunLock(run_dir), None
+    if engine.is_chief:
+        try:
+            lock.acquire()
+        except ConfigError as exc:
+            problem = str(exc)
+    problem = engine.broadcast_object(problem)
+    if problem:
+        lock.release()
+        raise ConfigError(problem)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def describe_splits(splits: DataSplits) -> str:
