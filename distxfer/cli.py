@@ -52,6 +52,7 @@ def _predict(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         batch_size=args.batch_size,
         checkpoint=args.checkpoint,
+        trust_code=args.trust_model_code,
     )
     return 0
 
@@ -155,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--checkpoint", default="final", help="for a run directory: final | best | latest"
+    )
+    p.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="load a .keras file even if it holds Python code (a Lambda layer): only if you"
+        " trust where it came from",
     )
     p.set_defaults(func=_predict)
 

@@ -50,6 +50,11 @@ def load_splits(cfg: DataConfig, seed: int, *, need_train: bool = True) -> DataS
             "no data folder is set; set data.train_dir, or data.val_dir or "
             "data.test_dir to evaluate"
         )
+    if need_train and len(class_names) < 2:
+        raise DataError(
+            f"data.train_dir: {cfg.train_dir} has one class ({class_names[0]!r}); a classifier"
+            " needs at least two class folders"
+        )
     if not need_train:
         splits["train"] = None
     splits, skipped = _drop_bad_files(cfg, splits, class_names)

@@ -105,7 +105,8 @@ class RunHealth:
         raise TrainingDiverged(self.engine.broadcast_object(message))
 
     def _undecoded(self) -> None:
-        names = [name for part in self.engine.all_gather_object(failures.take()) for name in part]
+        parts = self.engine.all_gather_object(failures.take())
+        names = list(dict.fromkeys(name for part in parts for name in part))  # once per file
         details = [f"{name} {_reason(name)}".strip() for name in names]
         if self.config.data.bad_files == "skip":
             if self.engine.is_chief:
