@@ -117,19 +117,24 @@ def hold_run_dir(run_dir: Path, engine: Engine) -> Iterator[None]:
 
 
 def _fit(config: Config, engine: Engine, splits: DataSplits, run_dir: Path) -> Outcome:
-    """Train on every rank; the chief keeps `<run_dir>/status.json` up to date around it."""
+    """Train on every rank; the chief keeps `<run_dir>/status.json` up to date around it. No
+    rank returns before the chief's last write: a launcher that ends every task at the first
+    non-zero exit (`srun --kill-on-bad-exit`, exit 75 when preempted) must not cut it short."""
     from distxfer.train.session import fit_run  # TensorFlow: only once the engine runs
 
-    if not engine.is_chief:
-        return fit_run(config, engine, splits, run_dir)
-    write_status(run_dir, "running")
+    chief = engine.is_chief
+    if chief:
+        write_status(run_dir, "running")
     try:
         outcome = fit_run(config, engine, splits, run_dir)
     except BaseException as exc:
-        write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        if chief:
+            write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
         raise
-    state = "preempted" if outcome is Outcome.SIGNAL else "finished"
-    write_status(run_dir, state, outcome=outcome.value)
+    if chief:
+        state = "preempted" if outcome is Outcome.SIGNAL else "finished"
+        write_status(run_dir, state, outcome=outcome.value)
+    engine.barrier()
     return outcome
 
 
