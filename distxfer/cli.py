@@ -21,7 +21,7 @@ from distxfer.config import load_config
 from distxfer.data import commands as data_commands
 from distxfer.demo import run_demo
 from distxfer.engines import current_launch
-from distxfer.errors import DistxferError
+from distxfer.errors import ConfigError, DistxferError
 from distxfer.inference import evaluate_run, export_run, predict_to_csv
 from distxfer.logs import quiet_tensorflow, setup_logging
 from distxfer.run import train
@@ -86,9 +86,14 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    checks = doctor.collect()
-    print(doctor.render(checks))
-    return 0
+    unknown = [t for t in args.topics if t not in doctor.TOPICS]
+    if unknown:
+        raise ConfigError(
+            f"distxfer doctor: {unknown[0]!r} is not one of {', '.join(doctor.TOPICS)}"
+        )
+    checks = doctor.collect(args.topics)
+    print(doctor.render(checks, args.topics))
+    return doctor.exit_status(checks, args.topics)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -197,7 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keras-home", help="cache root (default: $KERAS_HOME or ~/.keras)")
     p.set_defaults(func=_weights)
 
-    p = sub.add_parser("doctor", help="versions, devices, and which engines can run here")
+    p = sub.add_parser(
+        "doctor",
+        help="versions, devices, and which engines run here (each probed); exit 1 if one you"
+        " name cannot work",
+    )
+    p.add_argument(
+        "topics",
+        nargs="*",
+        metavar="ENGINE_OR_SLURM",
+        help=f"what must work: {', '.join(doctor.TOPICS)} (default: probe every engine, warn)",
+    )
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser(
