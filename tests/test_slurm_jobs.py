@@ -207,6 +207,12 @@ def test_a_task_killed_mid_epoch_ends_the_job_at_once_and_keeps_the_checkpoint(
     assert store.steps() and not list((run_dir / "checkpoints").glob(".*"))
 
 
+def test_doctor_says_slurm_is_usable_when_its_controller_answers(cluster):
+    result = run_cli("doctor", "slurm", env=cli_env(**cluster.env))
+    (line,) = [x for x in result.stdout.splitlines() if x.split()[1:2] == ["slurm"]]
+    assert line.startswith("ok   ") and "22.05" in line and " is UP" in line, result.stdout
+
+
 def test_a_sweep_is_one_array_job_and_distxfer_runs_tabulates_its_runs(
     cluster, tiny_data, tmp_path
 ):
