@@ -85,6 +85,8 @@ def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
     from distxfer.engines.devices import configure_devices
     from distxfer.engines.horovod import HorovodEngine
 
+    if launch.launcher in ("mpirun", "srun") and launch.size > 1:
+        _require_horovod_mpi(launch.launcher)
     if launch.launcher == "srun" and launch.size > 1 and "PMIX_RANK" not in os.environ:
         raise EngineError(
             "engine horovod under srun needs PMIx to start MPI: use `srun --mpi=pmix ...`"
@@ -97,3 +99,15 @@ def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
         reason=reason,
         timeout=cfg.collective_timeout_seconds,
     )
+
+
+def _require_horovod_mpi(launcher: str) -> None:
+    """Processes started by mpirun or srun reach each other through MPI: Horovod needs it built."""
+    import horovod.tensorflow as hvd
+
+    if not hvd.mpi_built():
+        raise EngineError(
+            f"engine horovod: {launcher} started this process, but this Horovod was built"
+            " without MPI; install an MPI (e.g. apt-get install libopenmpi-dev) and run"
+            " launch/setup.sh to rebuild it, or start with `launch/horovodrun.sh --gloo`"
+        )
