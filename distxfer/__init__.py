@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 TENSORFLOW_FREE = (
     "distxfer.cli",
     "distxfer.run",
+    "distxfer.runlock",
     "distxfer.inference",
     "distxfer.demo",
     "distxfer.doctor",

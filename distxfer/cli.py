@@ -1,7 +1,8 @@
 """The `distxfer` command: train, evaluate, predict, export, data, weights, doctor, demo, bench,
 slurm, runs, cv.
 
-Errors caused by input print as one line (`distxfer: error: ...`) with exit status 2; `--debug`
+Errors caused by input print as one line (`distxfer: error: ...`, any list after it) with exit
+status 2; a run stopped by a fault exits with its error's own code (`distxfer.errors`); `--debug`
 shows the traceback. A training run stopped by SIGTERM/SIGUSR1 exits with 75 after checkpointing:
 run the same command again to resume. Every command module is imported here and imports no
 TensorFlow until its command has checked its input (the rule in `distxfer/__init__.py`).
@@ -20,7 +21,7 @@ from distxfer.config import load_config
 from distxfer.data import commands as data_commands
 from distxfer.demo import run_demo
 from distxfer.engines import current_launch
-from distxfer.errors import DistxferError
+from distxfer.errors import ConfigError, DistxferError
 from distxfer.inference import evaluate_run, export_run, predict_to_csv
 from distxfer.logs import quiet_tensorflow, setup_logging
 from distxfer.run import train
@@ -29,8 +30,6 @@ from distxfer.runs import summarize
 from distxfer.slurm import command as slurm_command
 from distxfer.train.state import Outcome
 from distxfer.train.stopping import EXIT_PREEMPTED, hold_stop_signals
-
-EXIT_USAGE = 2
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -58,6 +57,7 @@ def _predict(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         batch_size=args.batch_size,
         checkpoint=args.checkpoint,
+        trust_code=args.trust_model_code,
     )
     return 0
 
@@ -86,9 +86,14 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    checks = doctor.collect()
-    print(doctor.render(checks))
-    return 0
+    unknown = [t for t in args.topics if t not in doctor.TOPICS]
+    if unknown:
+        raise ConfigError(
+            f"distxfer doctor: {unknown[0]!r} is not one of {', '.join(doctor.TOPICS)}"
+        )
+    checks = doctor.collect(args.topics)
+    print(doctor.render(checks, args.topics))
+    return doctor.exit_status(checks, args.topics)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -167,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", default="final", help="for a run directory: final | best | latest"
     )
+    p.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="load a .keras file even if it holds Python code (a Lambda layer): only if you"
+        " trust where it came from",
+    )
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("export", help="export a run's model as .keras and/or TF SavedModel")
@@ -191,7 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keras-home", help="cache root (default: $KERAS_HOME or ~/.keras)")
     p.set_defaults(func=_weights)
 
-    p = sub.add_parser("doctor", help="versions, devices, and which engines can run here")
+    p = sub.add_parser(
+        "doctor",
+        help="versions, devices, and which engines run here (each probed); exit 1 if one you"
+        " name cannot work",
+    )
+    p.add_argument(
+        "topics",
+        nargs="*",
+        metavar="ENGINE_OR_SLURM",
+        help=f"what must work: {', '.join(doctor.TOPICS)} (default: probe every engine, warn)",
+    )
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser(
@@ -250,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_text(exc: DistxferError, rank: int = 0) -> str:
+    """`distxfer: error: MESSAGE` on one line (prefixed `[rank N]` off the chief), then the
+    error's details, each on its own indented line."""
+    prefix = f"[rank {rank}] " if rank else ""
+    return "\n".join([f"{prefix}distxfer: error: {exc}", *(f"  {d}" for d in exc.details)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_tensorflow()
     parser = build_parser()
@@ -267,8 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DistxferError as exc:
         if args.debug:
             raise
-        print(f"{f'[rank {rank}] ' if rank else ''}distxfer: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(error_text(exc, rank), file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("distxfer: interrupted", file=sys.stderr)
         return 130

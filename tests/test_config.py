@@ -67,6 +67,12 @@ def test_dotted_overrides_reach_nested_keys_and_list_items(tmp_path):
         ("phases.0.trainable=top:x", "phases.0.trainable: 'top:x' is not one of"),
         ("data.val_split=1.5", "data.val_split: must be a fraction in [0, 1)"),
         ("xla=maybe", "xla: expected true/false, got str 'maybe'"),
+        ("nonfinite_loss=ignore", "nonfinite_loss: 'ignore' is not one of"),
+        ("nonfinite_skip_limit=-1", "nonfinite_skip_limit: must be 0 or more"),
+        (
+            "engine.collective_timeout_seconds=1",
+            "engine.collective_timeout_seconds: must be 0 (wait forever) or at least 5 seconds",
+        ),
         ("output.checkpoint_every_steps=5", None),
     ],
 )

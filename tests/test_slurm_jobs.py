@@ -8,7 +8,9 @@ and 2 cores: jobs ask for --gpus-per-node=0 and one core per task.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, cli_env, hparams_experiment, run_cli, tiny_overrides
+from processes import wait_for_ranks, wait_gone
 from slurm_cluster import SlurmCluster, cluster_or_skip
+
+from distxfer.checkpoint import CheckpointStore, read_snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed, pytest.mark.slurm]
 CONFIG = str(REPO / "configs" / "mnist_mlp.yaml")
@@ -73,8 +78,6 @@ def scancel(cluster: SlurmCluster, *args: str) -> None:
 
 
 def final_weights(run_dir: Path) -> tuple[int, list[np.ndarray]]:
-    from distxfer.checkpoint import CheckpointStore
-
     store = CheckpointStore(run_dir / "checkpoints", keep=3, best_metric="", writer=False)
     snapshot = store.latest()
     assert snapshot is not None and snapshot.state.finished
@@ -174,6 +177,41 @@ def test_a_job_with_a_bad_config_fails_once_and_is_not_requeued(cluster, tiny_da
     assert text.count("distxfer: error: data.batch_size: must be at least 1") == 2  # each task
     assert "training failed (exit status 2): not requeued" in text
     assert "start 2" not in text and not run_dir.exists()
+
+
+def test_a_task_killed_mid_epoch_ends_the_job_at_once_and_keeps_the_checkpoint(
+    cluster, tiny_data, tmp_path
+):
+    run_dir = tmp_path / "killed"
+    # 36 steps an epoch at 2 x 1 images, checkpoints every 3: still training when killed.
+    long = ("data.batch_size=1", "phases.0.epochs=20", "output.checkpoint_every_steps=3")
+    job, log = submit(
+        cluster, "multiworker", tmp_path, str(run_dir), *overrides(tiny_data, run_dir, *long)
+    )
+    ranks = wait_for_ranks(str(run_dir), 2, timeout=240)
+    store = CheckpointStore(run_dir / "checkpoints", keep=3, best_metric="", writer=False)
+    deadline = time.monotonic() + 240
+    while not store.steps() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(ranks[1], signal.SIGKILL)
+    killed = time.monotonic()
+    info = cluster.wait_for_job(job, timeout=120)
+    text = log.read_text()
+    # Without srun --kill-on-bad-exit, rank 0 waits for rank 1 in a collective for minutes.
+    assert time.monotonic() - killed < 60, text[-4000:]
+    assert (info["JobState"], info["Restarts"]) == ("FAILED", "0"), text[-4000:]
+    assert re.search(r"srun: error: \S+: task 1: Killed", text), text[-4000:]
+    assert "training failed (exit status" in text and "not requeued" in text
+    assert wait_gone(str(run_dir)) == [], "a task of the job is still running"
+    for step in store.steps():
+        read_snapshot(store.path_for(step))  # every checkpoint whole
+    assert store.steps() and not list((run_dir / "checkpoints").glob(".*"))
+
+
+def test_doctor_says_slurm_is_usable_when_its_controller_answers(cluster):
+    result = run_cli("doctor", "slurm", env=cli_env(**cluster.env))
+    (line,) = [x for x in result.stdout.splitlines() if x.split()[1:2] == ["slurm"]]
+    assert line.startswith("ok   ") and "22.05" in line and " is UP" in line, result.stdout
 
 
 def test_a_sweep_is_one_array_job_and_distxfer_runs_tabulates_its_runs(

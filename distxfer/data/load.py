@@ -55,6 +55,11 @@ def load_splits(cfg: DataConfig, seed: int, *, need_train: bool = True) -> DataS
             "no data folder is set; set data.train_dir, or data.val_dir or "
             "data.test_dir to evaluate"
         )
+    if need_train and len(class_names) < 2:
+        raise DataError(
+            f"data.train_dir: {cfg.train_dir} has one class ({class_names[0]!r}); a classifier"
+            " needs at least two class folders"
+        )
     if not need_train:
         splits["train"] = None
     splits, skipped = _drop_bad_files(cfg, splits, class_names)
@@ -149,12 +154,13 @@ def _drop_bad_files(
     if not bad:
         return splits, []
     if cfg.bad_files == "error":
-        raise DataError(
-            describe_bad_files(
-                bad, action="fix or remove them, or set data.bad_files=skip to train without them"
-            )
-        )
-    log.warning("%s", describe_bad_files(bad, action="skipping them (data.bad_files=skip)"))
+        action = "fix or remove them, or set data.bad_files=skip to train without them"
+        raise DataError(describe_bad_files(bad, action=action), details=bad_file_lines(bad))
+    log.warning(
+        "%s", describe_bad_files(bad, action="skipping them (data.bad_files=skip); listed below")
+    )
+    for line in bad_file_lines(bad):
+        log.warning("  %s", line)
     bad_paths = {b.path for b in bad}
     for role, split in scanned.items():
         kept = split.without(bad_paths)
@@ -195,10 +201,17 @@ def find_bad_files(paths: list[str], *, full: bool = False) -> list[BadFile]:
     return bad
 
 
-def describe_bad_files(bad: list[BadFile], *, action: str, limit: int = SHOWN_BAD_FILES) -> str:
-    """A summary line saying what to do, then the first `limit` files with their reasons."""
-    lines = [f"{len(bad)} image file(s) cannot be decoded; {action}:"]
-    lines += [f"  {b}" for b in bad[:limit]]
+def describe_bad_files(bad: list[BadFile], *, action: str) -> str:
+    """One self-contained line: how many files are bad, the first one and why, what to do."""
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return f"{len(bad)} image file(s) cannot be decoded, e.g. {bad[0]}{more}; {action}"
+
+
+def bad_file_lines(bad: list[BadFile], limit: int = SHOWN_BAD_FILES) -> list[str]:
+    """The first `limit` bad files with their reasons, then how many more there are."""
+    lines = [str(b) for b in bad[:limit]]
     if len(bad) > limit:
-        lines.append(f"  ... and {len(bad) - limit} more")
-    return "\n".join(lines)
+        lines.append(
+            f"... and {len(bad) - limit} more (`distxfer data inspect DIR --max-bad N` lists N)"
+        )
+    return lines

@@ -78,6 +78,10 @@ class Split(ABC):
         """Image files the bad-file scan should read before training (none by default)."""
         return ()
 
+    def sample_name(self, sample_id: int) -> str:
+        """Where sample `sample_id` comes from, for messages (its file, where it has one)."""
+        return f"sample {sample_id} of the {self.name} split"
+
     def without(self, paths: Collection[str]) -> Split:
         """The split without the samples read from `paths` (as `files_to_scan` names them)."""
         return self
@@ -133,6 +137,9 @@ class FolderSplit(Split):
 
     def files_to_scan(self) -> tuple[str, ...]:
         return self.paths
+
+    def sample_name(self, sample_id: int) -> str:
+        return self.paths[sample_id]
 
     def without(self, paths: Collection[str]) -> FolderSplit:
         if not paths:

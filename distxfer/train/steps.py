@@ -6,6 +6,11 @@ forward and backward pass may be XLA-compiled; the gradient all-reduce and the o
 stay outside XLA, as Keras does under a strategy. Metrics are accumulated in-graph into
 process-local float64 sums (loss, correct, top-k correct, count), read only when reported, so a
 step does no Python work and fetches nothing.
+
+A replica whose loss is not finite (NaN or inf) contributes zero gradients, so every replica
+still applies the same update and no collective is added; the step counts such replica batches
+(`nonfinite`) and the call of the first one (`first_nonfinite`), which `distxfer.train.health`
+reads at the loop's boundaries.
 """
 
 from __future__ import annotations
@@ -97,6 +102,10 @@ class TrainStep:
         self.label_smoothing = label_smoothing
         self.trainable = list(model.trainable_variables)
         self.stats = tf.Variable(tf.zeros([NUM_STATS], tf.float64), trainable=False)
+        # replica batches with a non-finite loss; this process's step count at the first one
+        self.nonfinite = tf.Variable(tf.zeros([], tf.float64), trainable=False)
+        self.first_nonfinite = tf.Variable(tf.constant(-1, tf.int64), trainable=False)
+        self.calls = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         compute = self._forward_backward
         self._compute = tf.function(compute, jit_compile=True) if xla else compute
         self._one = tf.function(self._one_step)
@@ -116,13 +125,20 @@ class TrainStep:
     def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         labels = tf.cast(batch["label"], tf.int32)
         grads, stats = self._compute(batch["image"], labels, batch["weight"])
+        finite = tf.math.is_finite(stats[LOSS])
+        grads = _zero_unless(finite, grads)
         grads = self.engine.reduce_gradients(grads)
         self.optimizer.apply(grads, self.trainable)
-        return stats
+        return tf.concat([stats, [1.0 - tf.cast(finite, tf.float32)]], 0)
 
     def _one_step(self, iterator: Any) -> None:
         stats = self.engine.run(self._replica_step, next(iterator))
-        self.stats.assign_add(tf.cast(self.engine.local_sum(stats), tf.float64))
+        local = tf.cast(self.engine.local_sum(stats), tf.float64)
+        self.stats.assign_add(local[:NUM_STATS])
+        first = (local[NUM_STATS] > 0) & (self.first_nonfinite < 0)
+        self.first_nonfinite.assign(tf.where(first, self.calls, self.first_nonfinite))
+        self.nonfinite.assign_add(local[NUM_STATS])
+        self.calls.assign_add(1)
 
     def _steps(self, iterator: Any, count: tf.Tensor) -> None:
         for _ in tf.range(count):
@@ -135,3 +151,10 @@ class TrainStep:
                 self._one(iterator)
         else:
             self._many(iterator, tf.constant(count, tf.int64))
+
+
+def _zero_unless(finite: tf.Tensor, grads: list[tf.Tensor | None]) -> list[tf.Tensor | None]:
+    """`grads` if `finite`, else zeros of their shapes (no elementwise pass when finite)."""
+    present = [g for g in grads if g is not None]
+    kept = iter(tf.cond(finite, lambda: present, lambda: [tf.zeros_like(g) for g in present]))
+    return [None if g is None else next(kept) for g in grads]
