@@ -122,23 +122,23 @@ def test_skipping_every_training_image_of_a_class_is_an_error(tmp_path):
 
 
 def test_all_files_bad_is_an_error(tmp_path):
-    for path in class_tree(tmp_path, {"a": 2}):
+    for path in class_tree(tmp_path, {"a": 2, "b": 2}):
         write(path, b"")
     with pytest.raises(DataError, match="every image of the train split is bad"):
         load_splits(DataConfig(train_dir=str(tmp_path), bad_files="skip"), seed=0)
 
 
 def test_bad_files_in_the_validation_folder_are_found_too(tmp_path):
-    class_tree(tmp_path / "train", {"a": 2})
-    bad = class_tree(tmp_path / "val", {"a": 2})[1]
-    write(bad, b"")
+    class_tree(tmp_path / "train", {"a": 2, "b": 2})
+    for bad in class_tree(tmp_path / "val", {"a": 1, "b": 2})[:1]:
+        write(bad, b"")  # the validation folder's only image of class a
     cfg = DataConfig(train_dir=str(tmp_path / "train"), val_dir=str(tmp_path / "val"))
     with pytest.raises(DataError, match="is empty"):
         load_splits(cfg, seed=0)
 
 
 def test_scan_off_leaves_bad_files_in(tmp_path):
-    paths = class_tree(tmp_path, {"a": 2})
+    paths = class_tree(tmp_path, {"a": 2, "b": 2})
     write(paths[0], b"")
     splits = load_splits(DataConfig(train_dir=str(tmp_path), scan="off"), seed=0)
     assert splits.train.paths == tuple(paths) and splits.skipped == ()
