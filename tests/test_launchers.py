@@ -72,6 +72,7 @@ def test_launcher_runs_training_and_only_the_chief_writes_and_talks(name, tiny_d
     run_dir = tmp_path / "run"
     output = run_launcher(name, tiny_data, run_dir)
     assert {p.name for p in run_dir.iterdir()} == {
+        ".lock",  # the chief's run lock (released; a later run takes it)
         "config.yaml",
         "classes.json",
         "checkpoints",
