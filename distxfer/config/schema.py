@@ -110,6 +110,8 @@ class DataConfig:
     bad_files: Literal["error", "skip"] = "error"
     follow_links: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # where the warp and brightness run: in the input pipeline (host) or the compiled step
+    augment_on: Literal["host", "device"] = "host"
 
     @property
     def channels(self) -> int:
