@@ -78,6 +78,10 @@ class Split(ABC):
         """Image files the bad-file scan should read before training (none by default)."""
         return ()
 
+    def file_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sizes and modification times (ns) of `files_to_scan`, as listed (for the scan cache)."""
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+
     def without(self, paths: Collection[str]) -> Split:
         """The split without the samples read from `paths` (as `files_to_scan` names them)."""
         return self
@@ -133,6 +137,9 @@ class FolderSplit(Split):
 
     def files_to_scan(self) -> tuple[str, ...]:
         return self.paths
+
+    def file_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.sizes, self.mtimes
 
     def without(self, paths: Collection[str]) -> FolderSplit:
         if not paths:
