@@ -10,6 +10,7 @@ step does no Python work and fetches nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -87,6 +88,7 @@ class TrainStep:
         label_smoothing: float = 0.0,
         xla: bool = False,
         steps_per_execution: int = 1,
+        augment: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -97,6 +99,9 @@ class TrainStep:
         self.label_smoothing = label_smoothing
         self.trainable = list(model.trainable_variables)
         self.stats = tf.Variable(tf.zeros([NUM_STATS], tf.float64), trainable=False)
+        # seconds waiting for the input batch, and seconds of whole steps (see `_one_step`)
+        self.timing = tf.Variable(tf.zeros([2], tf.float64), trainable=False)
+        self.augment = augment  # data.augment_on: device
         compute = self._forward_backward
         self._compute = tf.function(compute, jit_compile=True) if xla else compute
         self._one = tf.function(self._one_step)
@@ -115,14 +120,27 @@ class TrainStep:
 
     def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         labels = tf.cast(batch["label"], tf.int32)
-        grads, stats = self._compute(batch["image"], labels, batch["weight"])
+        images = batch["image"]
+        if self.augment is not None and "augment" in batch:
+            images = self.augment(images, batch["augment"])
+        grads, stats = self._compute(images, labels, batch["weight"])
         grads = self.engine.reduce_gradients(grads)
         self.optimizer.apply(grads, self.trainable)
         return stats
 
     def _one_step(self, iterator: Any) -> None:
-        stats = self.engine.run(self._replica_step, next(iterator))
-        self.stats.assign_add(tf.cast(self.engine.local_sum(stats), tf.float64))
+        # Timestamps inside the compiled step: how long it waited for its input, and how long
+        # it took in all, measured without fetching anything per step.
+        started = tf.timestamp()
+        with tf.control_dependencies([started]):
+            batch = next(iterator)
+        with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+            received = tf.timestamp()
+        stats = self.engine.run(self._replica_step, batch)
+        update = self.stats.assign_add(tf.cast(self.engine.local_sum(stats), tf.float64))
+        with tf.control_dependencies([update]):
+            ended = tf.timestamp()
+        self.timing.assign_add(tf.stack([received - started, ended - started]))
 
     def _steps(self, iterator: Any, count: tf.Tensor) -> None:
         for _ in tf.range(count):
