@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -107,8 +106,10 @@ def _train(work: Path, args: argparse.Namespace, cache: bool, name: str) -> dict
         "output.image_grid=0",
     ]
     env = child_env(DISTXFER_CACHE=str(work / f"cache-{name}"))  # nothing carried between runs
+    config = work / "config.yaml"
+    config.write_text("seed: 0\n")  # everything else is in the overrides
     subprocess.run(
-        [sys.executable, "-m", "distxfer", "train", "-c", os.devnull, *overrides],
+        [sys.executable, "-m", "distxfer", "train", "-c", str(config), *overrides],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,

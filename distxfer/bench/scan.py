@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> dict:
         cold = _child(["listing", str(root)], env)
         cached = _child(["listing", str(root)], env)
         restart = _child(["restart", str(root), str(work / "run")], env)
+        imports = _child(["imports"], env)
     finally:
         print("removing the tree", flush=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -53,10 +54,15 @@ def run(args: argparse.Namespace) -> dict:
         ["first listing (empty scan cache)", cold["seconds"], cold["listing_rss_gb"]],
         ["listing again (every verdict cached)", cached["seconds"], cached["listing_rss_gb"]],
         ["restart to the first training step", restart["seconds"], restart["listing_rss_gb"]],
+        ["of which: starting Python and importing TensorFlow", imports["seconds"], 0.0],
     ]
     print(table(["measurement", "seconds", "listing memory (GB)"], rows))
     targets = [
-        ["cached restart to first step < 30 s", restart["seconds"], restart["seconds"] < 30],
+        [
+            "cached restart to first step < 30 s",
+            restart["seconds"],
+            restart["seconds"] < RESTART_TARGET_S,
+        ],
         [
             "rank 0's listing memory < 1 GB",
             max(r[2] for r in rows),
@@ -65,7 +71,8 @@ def run(args: argparse.Namespace) -> dict:
     ]
     print(table(["target", "measured", "met"], targets))
     print(f"second epoch's dataset built in {restart['second_epoch_dataset_s']:.2f} s")
-    results = {"cold": cold, "cached": cached, "restart": restart, "targets": targets}
+    results = {"cold": cold, "cached": cached, "restart": restart, "imports": imports}
+    results["targets"] = targets
     write_json(args.json, info, results)
     return results
 
@@ -155,6 +162,13 @@ def _restart_worker(root: str, run_dir: str, out: str) -> None:
     Trainer(config, engine, splits, Path(run_dir), [FirstStep()]).fit()
 
 
+def _imports_worker(out: str) -> None:
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    _write(out, finished=time.time())
+
+
 def _rss_gb() -> float:
     with open("/proc/self/statm", encoding="ascii") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
@@ -169,7 +183,5 @@ def _write(out: str, **values: float) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "listing":
-        _listing_worker(*sys.argv[2:])
-    else:
-        _restart_worker(*sys.argv[2:])
+    workers = {"listing": _listing_worker, "restart": _restart_worker, "imports": _imports_worker}
+    workers[sys.argv[1]](*sys.argv[2:])
