@@ -29,4 +29,10 @@ TENSORFLOW_FREE = (
     "distxfer.checkpoint",
     "distxfer.train.state",
     "distxfer.train.stopping",
+    "distxfer.slurm",
+    "distxfer.slurm.command",
+    "distxfer.slurm.script",
+    "distxfer.sweeps",
+    "distxfer.runs",
+    "distxfer.status",
 )
