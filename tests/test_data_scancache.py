@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
+from conftest import cli_env
 from imagefiles import class_tree, write
 
 from distxfer.config.schema import DataConfig
@@ -38,6 +41,33 @@ def test_a_second_start_scans_no_unchanged_file(data):
     scanned.clear()
     load_splits(DataConfig(train_dir=str(root)), seed=0)
     assert scanned == []
+
+
+REQUEUED_START = """
+import logging, sys
+from distxfer.config.schema import DataConfig
+from distxfer.data.sharedlisting import load_splits_once
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+load_splits_once(DataConfig(train_dir=sys.argv[1]), 0, rank=0, size=int(sys.argv[2]))
+"""
+
+
+def test_a_requeued_start_in_a_new_process_reads_no_unchanged_file(data, tmp_path):
+    """What a requeued Slurm job does: a new process, same config and environment (so the same
+    DISTXFER_CACHE and run directory), one rank or rank 0 of several, finds the first's verdicts."""
+    root, scanned = data
+    load_splits(DataConfig(train_dir=str(root)), seed=0)
+    assert len(scanned) == 6
+    for size in ("1", "2"):
+        requeued = subprocess.run(
+            [sys.executable, "-c", REQUEUED_START, str(root), size],
+            env=cli_env(),  # DISTXFER_CACHE as the first start had it
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "6 file(s) unchanged, 0 scanned" in requeued.stdout, requeued.stdout
 
 
 def test_a_changed_file_is_scanned_again_and_its_verdict_is_new(data):
