@@ -275,6 +275,7 @@ def test_resume_after_sigkill_continues_at_the_last_checkpoint_step(tiny_data, t
     )
     assert f"resuming from step {resumed_at} " in result.stderr
     assert f"resuming at step {resumed_at % 72}" in result.stdout
+    assert "file(s) unchanged, 0 scanned" in result.stderr  # the scan cache served the restart
     reference = tmp_path / "uninterrupted"
     run_cli(
         "train",
