@@ -121,8 +121,8 @@ def save(path: str, verdicts: Verdicts) -> None:
         with replacing(path, suffix=".npz") as tmp:
             np.savez(
                 tmp,
-                header=_blob(json.dumps({"version": VERSION, "problems": verdicts.problems})),
-                paths=_blob("\0".join(verdicts.paths)),
+                header=text_blob(json.dumps({"version": VERSION, "problems": verdicts.problems})),
+                paths=text_blob("\0".join(verdicts.paths)),
                 sizes=verdicts.sizes,
                 mtimes=verdicts.mtimes,
                 codes=verdicts.codes,
@@ -135,10 +135,10 @@ def load(path: str) -> Verdicts | None:
     """The verdicts at `path`, or None if there are none (or they cannot be read)."""
     try:
         with np.load(path) as data:
-            meta = json.loads(_text(data["header"]))
+            meta = json.loads(blob_text(data["header"]))
             if meta.get("version") != VERSION:
                 return None
-            text = _text(data["paths"])
+            text = blob_text(data["paths"])
             paths = tuple(text.split("\0")) if text else ()
             verdicts = Verdicts(
                 paths, data["sizes"], data["mtimes"], data["codes"], list(meta["problems"])
@@ -151,9 +151,11 @@ def load(path: str) -> Verdicts | None:
     return verdicts
 
 
-def _blob(text: str) -> np.ndarray:
+def text_blob(text: str) -> np.ndarray:
+    """A string as a uint8 array, for .npz files (any file name survives the round trip)."""
     return np.frombuffer(text.encode("utf-8", "surrogateescape"), np.uint8)
 
 
-def _text(blob: np.ndarray) -> str:
+def blob_text(blob: np.ndarray) -> str:
+    """The string `text_blob` stored."""
     return blob.tobytes().decode("utf-8", "surrogateescape")

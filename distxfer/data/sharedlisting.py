@@ -27,7 +27,7 @@ import numpy as np
 from distxfer.atomic import remove, replacing, write_bytes
 from distxfer.config.schema import DataConfig
 from distxfer.data.load import load_splits
-from distxfer.data.scancache import cache_root
+from distxfer.data.scancache import blob_text, cache_root, text_blob
 from distxfer.data.splits import BadFile, DataSplits, FolderSplit, RecordSplit, Split
 from distxfer.errors import DataError
 
@@ -147,7 +147,7 @@ def _publish(path: Path, splits: DataSplits | None, error: str | None) -> None:
                 header["splits"][role] = _encode(split, role, arrays)
     try:
         with replacing(path, suffix=".npz") as tmp:
-            np.savez(tmp, header=_blob(json.dumps(header)), **arrays)
+            np.savez(tmp, header=text_blob(json.dumps(header)), **arrays)
     except OSError as problem:
         log.warning("could not write the shared data listing %s (%s)", path, problem)
 
@@ -156,7 +156,7 @@ def read_result(path: Path) -> DataSplits | None:
     """The splits rank 0 published at `path` (DataError if it published an error), or None."""
     try:
         with np.load(path) as data:
-            header = json.loads(_text(data["header"]))
+            header = json.loads(blob_text(data["header"]))
             if header["error"]:
                 raise DataError(header["error"])
             found = {role: _decode(r, role, data) for role, r in header["splits"].items()}
@@ -181,7 +181,7 @@ def _encode(split: Split, role: str, arrays: dict[str, np.ndarray]) -> dict[str,
             arrays[f"{role}.{f.name}"] = value
             record["arrays"][f.name] = "array"
         elif isinstance(value, tuple) and value and isinstance(value[0], str):
-            arrays[f"{role}.{f.name}"] = _blob("\0".join(value))
+            arrays[f"{role}.{f.name}"] = text_blob("\0".join(value))
             record["arrays"][f.name] = "strings"
         else:
             record["json"][f.name] = list(value) if isinstance(value, tuple) else value
@@ -193,13 +193,5 @@ def _decode(record: dict[str, Any], role: str, data: Any) -> Split:
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in record["json"].items()}
     for name, how in record["arrays"].items():
         array = data[f"{role}.{name}"]
-        values[name] = tuple(_text(array).split("\0")) if how == "strings" else array
+        values[name] = tuple(blob_text(array).split("\0")) if how == "strings" else array
     return kind(**values)
-
-
-def _blob(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-8", "surrogateescape"), np.uint8)
-
-
-def _text(blob: np.ndarray) -> str:
-    return blob.tobytes().decode("utf-8", "surrogateescape")
