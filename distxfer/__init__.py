@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 TENSORFLOW_FREE = (
     "distxfer.cli",
     "distxfer.run",
+    "distxfer.runlock",
     "distxfer.inference",
     "distxfer.demo",
     "distxfer.doctor",
@@ -35,4 +36,6 @@ TENSORFLOW_FREE = (
     "distxfer.sweeps",
     "distxfer.runs",
     "distxfer.status",
+    "distxfer.crossval",
+    "distxfer.cvsummary",
 )

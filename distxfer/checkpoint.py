@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import struct
 import threading
 import zipfile
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from distxfer.atomic import fsync_dir, replacing
-from distxfer.errors import CheckpointError
+from distxfer.errors import CheckpointError, CheckpointWriteError
 from distxfer.train.state import RunState
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,19 @@ def read_snapshot(path: Path) -> Snapshot:
             state = RunState.from_json(record, where=str(path.parent))
             model = [data[f"model/{i:05d}"] for i in range(record["num_model"])]
             optimizer = [data[f"optimizer/{i:05d}"] for i in range(record["num_optimizer"])]
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-        raise UnreadableCheckpoint(
-            f"checkpoint {path} cannot be read ({exc}); delete it to resume from an older one"
-        ) from None
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        EOFError,
+        RuntimeError,  # zipfile: a flipped flag bit reads as "encrypted"
+        NotImplementedError,  # zipfile: a flipped compression method
+        OverflowError,
+        struct.error,
+        zipfile.BadZipFile,  # also a CRC mismatch in any member
+    ) as exc:
+        raise UnreadableCheckpoint(f"checkpoint {path} cannot be read ({exc})") from None
     return Snapshot(state, model, optimizer)
 
 
@@ -80,11 +90,12 @@ class CheckpointStore:
         self.best_metric = best_metric
         self.writer = writer
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._error: tuple[BaseException, Path] | None = None
         if writer:
             self.directory.mkdir(parents=True, exist_ok=True)
-            for stale in self.directory.glob(".*.tmp-*"):  # left by a crash mid-write
-                stale.unlink(missing_ok=True)
+            for pattern in (".*.tmp-*", f".{BEST}.link-*"):  # left by a crash mid-write
+                for stale in self.directory.glob(pattern):
+                    stale.unlink(missing_ok=True)
 
     def steps(self) -> list[int]:
         if not self.directory.is_dir():
@@ -97,12 +108,22 @@ class CheckpointStore:
         return self.directory / f"ckpt-{step:09d}.npz"
 
     def latest(self) -> Snapshot | None:
-        """The newest readable checkpoint (an unreadable newest one is reported and skipped)."""
-        for step in reversed(self.steps()):
+        """The newest readable checkpoint (an unreadable newer one is reported and skipped);
+        None if there is none. CheckpointError if every checkpoint is unreadable: a damaged run
+        is never silently restarted from scratch over its own files."""
+        steps = self.steps()
+        for step in reversed(steps):
             try:
                 return read_snapshot(self.path_for(step))
             except UnreadableCheckpoint as exc:
-                log.warning("%s", exc)
+                log.warning("%s; using an older checkpoint", exc)
+        if steps:
+            raise CheckpointError(
+                f"none of the {len(steps)} checkpoint(s) in {self.directory} can be read (damaged"
+                " or truncated); to start this run afresh, move that folder away, or set a new"
+                " output.run_dir",
+                details=[str(self.path_for(step)) for step in steps],
+            )
         return None
 
     def best(self) -> Snapshot | None:
@@ -124,15 +145,25 @@ class CheckpointStore:
         return path
 
     def wait(self) -> None:
-        """Block until the queued write is on disk; re-raise its error, if any."""
+        """Block until the queued write is on disk; CheckpointWriteError if it failed."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         if self._error is not None:
-            error, self._error = self._error, None
-            raise CheckpointError(
-                f"writing a checkpoint in {self.directory} failed: {error}"
+            (error, path), self._error = self._error, None
+            reason = getattr(error, "strerror", None) or str(error)
+            steps = self.steps()
+            previous = f"{self.path_for(steps[-1])} is intact" if steps else "there is none yet"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path} ({reason}); the previous checkpoint"
+                f" {previous}; free space or fix permissions in {self.directory}, then run the"
+                " same command to resume"
             ) from error
+
+    def failed(self) -> bool:
+        """Whether the last queued write has ended with an error (`wait` raises it)."""
+        thread = self._thread
+        return self._error is not None and (thread is None or not thread.is_alive())
 
     def _write(self, snapshot: Snapshot, path: Path, is_best: bool) -> None:
         try:
@@ -154,7 +185,7 @@ class CheckpointStore:
             for old in self.steps()[: -self.keep]:
                 self.path_for(old).unlink(missing_ok=True)
         except BaseException as exc:  # reported by the next wait()
-            self._error = exc
+            self._error = (exc, path)
 
 
 def check_fits(

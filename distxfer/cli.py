@@ -1,7 +1,8 @@
 """The `distxfer` command: train, evaluate, predict, export, data, weights, doctor, demo, bench,
-slurm, runs.
+slurm, runs, cv.
 
-Errors caused by input print as one line (`distxfer: error: ...`) with exit status 2; `--debug`
+Errors caused by input print as one line (`distxfer: error: ...`, any list after it) with exit
+status 2; a run stopped by a fault exits with its error's own code (`distxfer.errors`); `--debug`
 shows the traceback. A training run stopped by SIGTERM/SIGUSR1 exits with 75 after checkpointing:
 run the same command again to resume. Every command module is imported here and imports no
 TensorFlow until its command has checked its input (the rule in `distxfer/__init__.py`).
@@ -14,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from distxfer import bench, doctor
+from distxfer import bench, crossval, doctor
 from distxfer.config import load_config
 from distxfer.data import commands as data_commands
 from distxfer.demo import run_demo
 from distxfer.engines import current_launch
-from distxfer.errors import DistxferError
+from distxfer.errors import ConfigError, DistxferError
 from distxfer.inference import evaluate_run, export_run, predict_to_csv
 from distxfer.logs import quiet_tensorflow, setup_logging
 from distxfer.run import train
@@ -28,8 +29,6 @@ from distxfer.runs import summarize
 from distxfer.slurm import command as slurm_command
 from distxfer.train.state import Outcome
 from distxfer.train.stopping import EXIT_PREEMPTED, hold_stop_signals
-
-EXIT_USAGE = 2
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,6 +56,7 @@ def _predict(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         batch_size=args.batch_size,
         checkpoint=args.checkpoint,
+        trust_code=args.trust_model_code,
     )
     return 0
 
@@ -85,9 +85,14 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    checks = doctor.collect()
-    print(doctor.render(checks))
-    return 0
+    unknown = [t for t in args.topics if t not in doctor.TOPICS]
+    if unknown:
+        raise ConfigError(
+            f"distxfer doctor: {unknown[0]!r} is not one of {', '.join(doctor.TOPICS)}"
+        )
+    checks = doctor.collect(args.topics)
+    print(doctor.render(checks, args.topics))
+    return doctor.exit_status(checks, args.topics)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -156,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", default="final", help="for a run directory: final | best | latest"
     )
+    p.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="load a .keras file even if it holds Python code (a Lambda layer): only if you"
+        " trust where it came from",
+    )
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("export", help="export a run's model as .keras and/or TF SavedModel")
@@ -180,7 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keras-home", help="cache root (default: $KERAS_HOME or ~/.keras)")
     p.set_defaults(func=_weights)
 
-    p = sub.add_parser("doctor", help="versions, devices, and which engines can run here")
+    p = sub.add_parser(
+        "doctor",
+        help="versions, devices, and which engines run here (each probed); exit 1 if one you"
+        " name cannot work",
+    )
+    p.add_argument(
+        "topics",
+        nargs="*",
+        metavar="ENGINE_OR_SLURM",
+        help=f"what must work: {', '.join(doctor.TOPICS)} (default: probe every engine, warn)",
+    )
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser(
@@ -210,7 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="one table of the runs of a sweep folder or run directory")
     p.add_argument("folder", help="a sweep folder, a folder of run directories, or one run")
     p.set_defaults(func=_runs)
+
+    p = sub.add_parser(
+        "cv", help="k-fold cross-validation: one run per fold, then mean and spread of each metric"
+    )
+    crossval.add_arguments(p)
+    p.set_defaults(func=crossval.run)
     return parser
+
+
+def error_text(exc: DistxferError, rank: int = 0) -> str:
+    """`distxfer: error: MESSAGE` on one line (prefixed `[rank N]` off the chief), then the
+    error's details, each on its own indented line."""
+    prefix = f"[rank {rank}] " if rank else ""
+    return "\n".join([f"{prefix}distxfer: error: {exc}", *(f"  {d}" for d in exc.details)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,8 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DistxferError as exc:
         if args.debug:
             raise
-        print(f"{f'[rank {rank}] ' if rank else ''}distxfer: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(error_text(exc, rank), file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("distxfer: interrupted", file=sys.stderr)
         return 130

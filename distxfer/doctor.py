@@ -1,4 +1,10 @@
-"""`distxfer doctor`: versions, devices, the Horovod build, which engines can run here, why not."""
+"""`distxfer doctor`: versions, devices, the Horovod build, which engines run here, why not.
+
+Every check is ok, a warning or a failure from a real probe: each engine is started in fresh
+processes and does a tiny collective (`distxfer.engines.probe`), Slurm is asked whether its
+controller answers. What the user names (`distxfer doctor horovod slurm`) must work: if any of
+it cannot, its check is a failure and doctor exits 1; what they did not name only warns.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,18 @@ import platform
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import distxfer
 from distxfer.engines import current_launch
+
+# What `distxfer doctor NAME ...` may ask about: each engine, and Slurm.
+TOPICS = ("single", "mirrored", "multiworker", "horovod", "slurm")
+Status = Literal["ok", "warn", "fail"]
 
 
 @dataclass
@@ -20,6 +33,13 @@ class Check:
     name: str
     ok: bool
     detail: str
+    topic: str = ""  # the TOPICS entry it answers, if any
+    warn_only: bool = False  # ok=False here is a warning unless the user asked about the topic
+
+    def status(self, asked: Sequence[str] = ()) -> Status:
+        if self.ok:
+            return "ok"
+        return "warn" if self.warn_only and self.topic not in asked else "fail"
 
 
 def _version(module: str) -> str:
@@ -75,34 +95,32 @@ def mpi_check() -> Check:
         )
 
 
-def engine_checks(gpus: int, horovod: Check, mpi: Check) -> list[Check]:
+def engine_checks(horovod: Check, mpi: Check, engines: Sequence[str]) -> list[Check]:
+    """`engines` probed in fresh processes (in parallel); horovod under each launcher it has."""
+    from distxfer.engines.probe import run_probe
+
+    probes: dict[str, tuple[str, str | None]] = {
+        f"engine {name}": (name, None) for name in engines if name != "horovod"
+    }
+    if "horovod" in engines and horovod.ok:
+        probes["engine horovod (horovodrun, gloo)"] = ("horovod", None)
+        if mpi.ok and shutil.which("mpirun"):
+            probes["engine horovod (mpirun)"] = ("horovod", "mpirun")
+    with ThreadPoolExecutor(max(len(probes), 1)) as pool:
+        results = {name: pool.submit(run_probe, *args) for name, args in probes.items()}
+        checks = [
+            Check(name, r.ok, r.detail, probes[name][0], warn_only=True)
+            for name, r in ((n, f.result()) for n, f in results.items())
+        ]
+    if "horovod" in engines and not horovod.ok:
+        checks.append(Check("engine horovod", False, horovod.detail, "horovod", warn_only=True))
     launch = current_launch()
-    srun = shutil.which("srun")
-    one_device = "over one device only; on a CPU machine set engine.cpu_replicas=2 to mirror"
-    mirrored = f"over {gpus} GPUs" if gpus > 1 else f"{one_device} logical devices"
-    multi_ways = (
-        ["TF_CONFIG"] + (["mpirun + mpi4py"] if mpi.ok else []) + (["srun"] if srun else [])
-    )
-    return [
-        Check("engine single", True, "one process, one device"),
-        Check("engine mirrored", True, mirrored),
-        Check(
-            "engine multiworker",
-            True,
-            f"started with {', '.join(multi_ways)}; or launch/multiworker_local.sh",
-        ),
-        Check(
-            "engine horovod",
-            horovod.ok,
-            "horovodrun, mpirun or srun" if horovod.ok else horovod.detail,
-        ),
-        Check(
-            "this process", True, f"launcher={launch.launcher}, rank {launch.rank} of {launch.size}"
-        ),
-    ]
+    where = f"launcher={launch.launcher}, rank {launch.rank} of {launch.size}"
+    return [*checks, Check("this process", True, where)]
 
 
-def collect() -> list[Check]:
+def collect(asked: Sequence[str] = ()) -> list[Check]:
+    """Every check; the engines probed are those `asked` names, or all of them."""
     import tensorflow as tf
 
     from distxfer.models.weights import keras_cache_dir
@@ -134,23 +152,51 @@ def collect() -> list[Check]:
         Check("imagenet weights cache", True, f"{keras_home}: {len(cached)} file(s)"),
     ]
     horovod, mpi = horovod_build(), mpi_check()
-    slurm = shutil.which("srun")
-    checks += [
-        horovod,
-        mpi,
-        Check("slurm", bool(slurm), _slurm_version() if slurm else "srun not on PATH"),
-    ]
-    return checks + engine_checks(len(gpus), horovod, mpi)
+    horovod = replace(horovod, topic="horovod", warn_only=True)
+    mpi = replace(mpi, warn_only=True)
+    engines = [t for t in TOPICS if t != "slurm" and (t in asked or not asked)]
+    return [*checks, horovod, mpi, slurm_check(), *engine_checks(horovod, mpi, engines)]
 
 
-def _slurm_version() -> str:
+def slurm_check() -> Check:
+    """Slurm is usable when srun runs and its controller answers `scontrol ping`."""
+    if not shutil.which("srun"):
+        return Check(
+            "slurm", False, "srun not on PATH (needed only on a Slurm cluster)", "slurm", True
+        )
+    status, version = _run(["srun", "--version"])
+    if status == 0:
+        status, answer = _run(["scontrol", "ping"])
+        if status == 0 and " is UP" in answer:
+            return Check("slurm", True, f"{version}; {answer}", "slurm")
+    else:
+        answer = version
+    return Check(
+        "slurm",
+        False,
+        f"srun is installed but no Slurm controller answers ({answer}); run this on the"
+        " cluster's login node, or set SLURM_CONF to its slurm.conf",
+        "slurm",
+        warn_only=True,
+    )
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    """(exit status, the last line it wrote: stdout, else stderr)."""
     try:
-        out = subprocess.run(["srun", "--version"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or out.stderr.strip()
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"srun present but not answering ({exc})"
+        return 1, f"{argv[0]} did not answer: {exc}"
+    lines = (out.stdout.strip() or out.stderr.strip() or "no output").splitlines()
+    return out.returncode, lines[-1].strip()[:300]
 
 
-def render(checks: list[Check]) -> str:
+def render(checks: list[Check], asked: Sequence[str] = ()) -> str:
     width = max(len(c.name) for c in checks)
-    return "\n".join(f"{'ok ' if c.ok else 'NO '} {c.name:<{width}}  {c.detail}" for c in checks)
+    marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+    return "\n".join(f"{marks[c.status(asked)]} {c.name:<{width}}  {c.detail}" for c in checks)
+
+
+def exit_status(checks: list[Check], asked: Sequence[str] = ()) -> int:
+    """1 if a check failed (what the user asked about, or what everything needs), else 0."""
+    return int(any(c.status(asked) == "fail" for c in checks))

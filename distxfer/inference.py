@@ -115,7 +115,9 @@ def evaluate_run(
     target = data_dir or config.data.test_dir or config.data.val_dir
     if not target:
         raise ConfigError("there is nothing to evaluate on: pass --data DIR (class folders)")
-    data_cfg = replace(config.data, train_dir=target, val_dir=None, val_split=0.0, test_dir=None)
+    data_cfg = replace(
+        config.data, train_dir=target, val_dir=None, val_split=0.0, folds=0, test_dir=None
+    )
     splits = load_splits(data_cfg, config.seed)
     check_same_classes(
         tuple(class_names), splits.class_names, "--data", target, expected_from="the run's classes"
@@ -168,9 +170,13 @@ def image_files(inputs: list[Path]) -> list[Path]:
     return files
 
 
-def _predictor(model_path: Path, checkpoint: str) -> tuple[Any, list[str], tuple[int, int], int]:
-    """(probability model, class names, image size, channels) of a run directory or an export."""
+def _predictor(
+    model_path: Path, checkpoint: str, trust_code: bool = False
+) -> tuple[Any, list[str], tuple[int, int], int]:
+    """(probability model, class names, image size, channels) of a run directory or an export
+    (loaded in Keras's safe mode unless `trust_code`)."""
     from distxfer.models import probability_model
+    from distxfer.models.safe_load import load_keras_model
 
     if model_path.is_dir():
         model, config, class_names, where = trained_model(model_path, checkpoint)
@@ -181,10 +187,8 @@ def _predictor(model_path: Path, checkpoint: str) -> tuple[Any, list[str], tuple
         raise ConfigError(
             f"{model_path} is neither a run directory nor a .keras export with its .json sidecar"
         )
-    import keras
-
     info = json.loads(sidecar.read_text())
-    model = keras.models.load_model(model_path)
+    model = load_keras_model(model_path, trust_code=trust_code)
     return model, list(info["class_names"]), tuple(info["image_size"]), int(info["channels"])
 
 
@@ -196,14 +200,16 @@ def predict_to_csv(
     top_k: int = 3,
     batch_size: int = 32,
     checkpoint: str = "final",
+    trust_code: bool = False,
 ) -> Path:
-    """Classify images; write one CSV row per file with its top-k classes and probabilities."""
+    """Classify images; write one CSV row per file with its top-k classes and probabilities.
+    A `.keras` file holding Python code (a Lambda layer) is refused unless `trust_code`."""
     if top_k < 1:
         raise ConfigError("--top-k must be at least 1")
     files = image_files(inputs)
     bad = {b.path: b.reason for b in quick_scan([str(f) for f in files])}
     good = [f for f in files if str(f) not in bad]
-    model, class_names, size, channels = _predictor(model_path, checkpoint)
+    model, class_names, size, channels = _predictor(model_path, checkpoint, trust_code)
     k = min(top_k, len(class_names))
     probabilities = (
         _probabilities(model, good, size, channels, batch_size) if good else np.zeros((0, 0))

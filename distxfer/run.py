@@ -9,8 +9,10 @@ into the run directory: the resolved config, the class list and the log here, th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -22,6 +24,7 @@ from distxfer.data.sharedlisting import agree_on_splits, load_splits_once
 from distxfer.engines import Engine, create_engine, current_launch
 from distxfer.errors import ConfigError
 from distxfer.logs import log_to_file
+from distxfer.runlock import LOCK_NAME, RunLock
 from distxfer.status import write_status
 from distxfer.train.state import Outcome
 
@@ -33,6 +36,7 @@ RESUMABLE_CHANGES = (
     "output.run_dir",
     "engine.",
     "max_train_seconds",
+    "nonfinite_",
     "steps_per_execution",
     "xla",
     "output.log_every_steps",
@@ -44,8 +48,9 @@ RESUMABLE_CHANGES = (
     "data.cache",
     "data.scan",
 )
-# What a launcher may put into a run directory before the run starts (`distxfer slurm`).
-LAUNCH_ENTRIES = ("slurm",)
+# What may be in a run directory before the run starts: a launcher's files (`distxfer slurm`),
+# the lock of a run that ended before writing its config (`distxfer.runlock`).
+LAUNCH_ENTRIES = ("slurm", LOCK_NAME)
 
 
 def check_run_dir(run_dir: Path, config: Config, *, allow_config_change: bool) -> bool:
@@ -81,7 +86,10 @@ def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
     engine = create_engine(config.engine)
     try:
         splits = agree_on_splits(engine, splits, config.data, config.seed)
-        with log_to_file(run_dir / "train.log" if engine.is_chief else None):
+        with (
+            hold_run_dir(run_dir, engine),
+            log_to_file(run_dir / "train.log" if engine.is_chief else None),
+        ):
             log.info("engine %s (%s)", engine.describe(), engine.reason)
             log.info("data: %d classes; %s", len(splits.class_names), describe_splits(splits))
             if engine.is_chief:
@@ -91,20 +99,45 @@ def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
         engine.shutdown()
 
 
+@contextlib.contextmanager
+def hold_run_dir(run_dir: Path, engine: Engine) -> Iterator[None]:
+    """The chief holds the run directory's lock inside the block; if another run holds it,
+    every rank stops with the same one-line error (the lock is agreed through the engine)."""
+    lock, problem = RunLock(run_dir), None
+    if engine.is_chief:
+        try:
+            lock.acquire()
+        except ConfigError as exc:
+            problem = str(exc)
+    problem = engine.broadcast_object(problem)
+    if problem:
+        lock.release()
+        raise ConfigError(problem)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _fit(config: Config, engine: Engine, splits: DataSplits, run_dir: Path) -> Outcome:
-    """Train on every rank; the chief keeps `<run_dir>/status.json` up to date around it."""
+    """Train on every rank; the chief keeps `<run_dir>/status.json` up to date around it. No
+    rank returns before the chief's last write: a launcher that ends every task at the first
+    non-zero exit (`srun --kill-on-bad-exit`, exit 75 when preempted) must not cut it short."""
     from distxfer.train.session import fit_run  # TensorFlow: only once the engine runs
 
-    if not engine.is_chief:
-        return fit_run(config, engine, splits, run_dir)
-    write_status(run_dir, "running")
+    chief = engine.is_chief
+    if chief:
+        write_status(run_dir, "running")
     try:
         outcome = fit_run(config, engine, splits, run_dir)
     except BaseException as exc:
-        write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        if chief:
+            write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
         raise
-    state = "preempted" if outcome is Outcome.SIGNAL else "finished"
-    write_status(run_dir, state, outcome=outcome.value)
+    if chief:
+        state = "preempted" if outcome is Outcome.SIGNAL else "finished"
+        write_status(run_dir, state, outcome=outcome.value)
+    engine.barrier()
     return outcome
 
 

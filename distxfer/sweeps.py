@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from distxfer.atomic import write_bytes
+from distxfer.config import Config, load_config
 from distxfer.errors import ConfigError
+from distxfer.run import check_run_dir
 
 MANIFEST = "sweep.json"
 
@@ -133,3 +135,33 @@ def grid(axes: list[tuple[str, list[str]]]) -> list[Trial]:
         name = re.sub(r"[^\w.=+-]+", "-", "_".join([f"{index:03d}", *words]))[:120]
         trials.append(Trial(name, tuple(f"{k}={v}" for k, v in zip(keys, values))))
     return trials
+
+
+def plan_sweep(
+    config_path: Path, overrides: list[str], config: Config, trials: list[Trial]
+) -> Sweep:
+    """The sweep under the config's run directory; every run's config and folder checked."""
+    sweep = Sweep(Path(config.output.run_dir).resolve(), str(config_path), overrides, trials)
+    for trial in sweep.trials:
+        check_trial(sweep, trial)
+    earlier = Sweep.read(sweep.folder)
+    if earlier is not None:
+        if not earlier.same_runs(sweep):
+            raise ConfigError(
+                f"{sweep.folder} holds another sweep (see its sweep.json); use a new"
+                " output.run_dir, or the same config, overrides and runs to resume it"
+            )
+        sweep.jobs = earlier.jobs
+    elif sweep.folder.is_dir() and any(sweep.folder.iterdir()):
+        raise ConfigError(
+            f"output.run_dir {sweep.folder} exists and is not a sweep folder; choose another"
+        )
+    return sweep
+
+
+def check_trial(sweep: Sweep, trial: Trial) -> None:
+    try:
+        config = load_config(Path(sweep.config), sweep.train_overrides(trial))
+    except ConfigError as exc:
+        raise ConfigError(f"sweep run {trial.name}: {exc}") from None
+    check_run_dir(sweep.run_dir(trial), config, allow_config_change=False)

@@ -104,3 +104,21 @@ def run_cli(
             f"\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def hparams_experiment(logdir: Path):  # type: ignore[no-untyped-def]
+    """What TensorBoard's HParams tab shows for `logdir`: hparams and metrics of every run."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    events = plugin_event_multiplexer.EventMultiplexer()
+    events.AddRunsFromDirectory(str(logdir))
+    events.Reload()
+    provider = data_provider.MultiplexerDataProvider(events, str(logdir))
+    tb = base_plugin.TBContext(logdir=str(logdir), multiplexer=events, data_provider=provider)
+    hparams, request = backend_context.Context(tb), context.RequestContext()
+    metadata = hparams.hparams_metadata(request, "")
+    listed = hparams.hparams_from_data_provider(request, "", None)
+    return hparams.experiment_from_metadata(request, "", True, metadata, listed)

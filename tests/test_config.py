@@ -70,6 +70,12 @@ def test_dotted_overrides_reach_nested_keys_and_list_items(tmp_path):
         ("data.augment_on=gpu", "data.augment_on: 'gpu' is not one of host, device"),
         ("data.feature_cache=maybe", "data.feature_cache: expected true/false, got str 'maybe'"),
         ("data.scan_cache=3", "data.scan_cache: expected true/false, got int 3"),
+        ("nonfinite_loss=ignore", "nonfinite_loss: 'ignore' is not one of"),
+        ("nonfinite_skip_limit=-1", "nonfinite_skip_limit: must be 0 or more"),
+        (
+            "engine.collective_timeout_seconds=1",
+            "engine.collective_timeout_seconds: must be 0 (wait forever) or at least 5 seconds",
+        ),
         ("output.checkpoint_every_steps=5", None),
     ],
 )

@@ -182,3 +182,18 @@ def test_the_current_launch_is_detected_once(monkeypatch):
     monkeypatch.setenv("HOROVOD_RANK", "0")
     assert detect.current_launch() is first and first.rank == 1
     detect.current_launch.cache_clear()
+
+
+@pytest.mark.slow  # imports TensorFlow and Horovod
+def test_horovod_built_without_mpi_under_mpirun_says_how_to_fix_it_before_starting(monkeypatch):
+    import horovod.tensorflow as hvd
+
+    from distxfer.config import EngineConfig
+    from distxfer.engines import _horovod
+
+    monkeypatch.setattr(hvd, "mpi_built", lambda: False)  # as a gloo-only build answers
+    launch = detect.Launch("mpirun", rank=0, local_rank=0, size=2, local_size=2)
+    with pytest.raises(EngineError) as error:
+        _horovod(EngineConfig(name="horovod"), launch, "set by engine.name")
+    assert "mpirun started this process, but this Horovod was built without MPI" in str(error.value)
+    assert "launch/horovodrun.sh --gloo" in str(error.value)

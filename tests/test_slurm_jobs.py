@@ -7,7 +7,10 @@ and 2 cores: jobs ask for --gpus-per-node=0 and one core per task.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, cli_env, run_cli, tiny_overrides
+from conftest import REPO, cli_env, hparams_experiment, run_cli, tiny_overrides
+from processes import wait_for_ranks, wait_gone
 from slurm_cluster import SlurmCluster, cluster_or_skip
+
+from distxfer.checkpoint import CheckpointStore, read_snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed, pytest.mark.slurm]
 CONFIG = str(REPO / "configs" / "mnist_mlp.yaml")
@@ -72,8 +78,6 @@ def scancel(cluster: SlurmCluster, *args: str) -> None:
 
 
 def final_weights(run_dir: Path) -> tuple[int, list[np.ndarray]]:
-    from distxfer.checkpoint import CheckpointStore
-
     store = CheckpointStore(run_dir / "checkpoints", keep=3, best_metric="", writer=False)
     snapshot = store.latest()
     assert snapshot is not None and snapshot.state.finished
@@ -175,6 +179,41 @@ def test_a_job_with_a_bad_config_fails_once_and_is_not_requeued(cluster, tiny_da
     assert "start 2" not in text and not run_dir.exists()
 
 
+def test_a_task_killed_mid_epoch_ends_the_job_at_once_and_keeps_the_checkpoint(
+    cluster, tiny_data, tmp_path
+):
+    run_dir = tmp_path / "killed"
+    # 36 steps an epoch at 2 x 1 images, checkpoints every 3: still training when killed.
+    long = ("data.batch_size=1", "phases.0.epochs=20", "output.checkpoint_every_steps=3")
+    job, log = submit(
+        cluster, "multiworker", tmp_path, str(run_dir), *overrides(tiny_data, run_dir, *long)
+    )
+    ranks = wait_for_ranks(str(run_dir), 2, timeout=240)
+    store = CheckpointStore(run_dir / "checkpoints", keep=3, best_metric="", writer=False)
+    deadline = time.monotonic() + 240
+    while not store.steps() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(ranks[1], signal.SIGKILL)
+    killed = time.monotonic()
+    info = cluster.wait_for_job(job, timeout=120)
+    text = log.read_text()
+    # Without srun --kill-on-bad-exit, rank 0 waits for rank 1 in a collective for minutes.
+    assert time.monotonic() - killed < 60, text[-4000:]
+    assert (info["JobState"], info["Restarts"]) == ("FAILED", "0"), text[-4000:]
+    assert re.search(r"srun: error: \S+: task 1: Killed", text), text[-4000:]
+    assert "training failed (exit status" in text and "not requeued" in text
+    assert wait_gone(str(run_dir)) == [], "a task of the job is still running"
+    for step in store.steps():
+        read_snapshot(store.path_for(step))  # every checkpoint whole
+    assert store.steps() and not list((run_dir / "checkpoints").glob(".*"))
+
+
+def test_doctor_says_slurm_is_usable_when_its_controller_answers(cluster):
+    result = run_cli("doctor", "slurm", env=cli_env(**cluster.env))
+    (line,) = [x for x in result.stdout.splitlines() if x.split()[1:2] == ["slurm"]]
+    assert line.startswith("ok   ") and "22.05" in line and " is UP" in line, result.stdout
+
+
 def test_a_sweep_is_one_array_job_and_distxfer_runs_tabulates_its_runs(
     cluster, tiny_data, tmp_path
 ):
@@ -208,19 +247,31 @@ def test_a_sweep_is_one_array_job_and_distxfer_runs_tabulates_its_runs(
     assert {("validation", "epoch_accuracy"), ("train", "epoch_loss")} <= metrics
 
 
-def hparams_experiment(logdir: Path):  # type: ignore[no-untyped-def]
-    """What TensorBoard's HParams tab shows for `logdir`: hparams and metrics of every run."""
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-    from tensorboard.plugins import base_plugin
-    from tensorboard.plugins.hparams import backend_context
-
-    events = plugin_event_multiplexer.EventMultiplexer()
-    events.AddRunsFromDirectory(str(logdir))
-    events.Reload()
-    provider = data_provider.MultiplexerDataProvider(events, str(logdir))
-    tb = base_plugin.TBContext(logdir=str(logdir), multiplexer=events, data_provider=provider)
-    hparams, request = backend_context.Context(tb), context.RequestContext()
-    metadata = hparams.hparams_metadata(request, "")
-    listed = hparams.hparams_from_data_provider(request, "", None)
-    return hparams.experiment_from_metadata(request, "", True, metadata, listed)
+def test_cross_validation_is_one_array_job_and_a_summary_job_after_it(cluster, tiny_data, tmp_path):
+    folder = tmp_path / "cv"
+    fold_overrides = [
+        o for o in overrides(tiny_data, folder, "phases.0.epochs=1") if "val_dir" not in o
+    ]
+    submitted = run_cli(
+        "cv",
+        "-c",
+        CONFIG,
+        "--folds",
+        "3",
+        *fold_overrides,
+        *("--slurm", "--engine", "horovod", "--tasks-per-node", "1", "--time", "10"),
+        env=cli_env(**JOB_ENV, SLURM_CONF=str(cluster.conf)),
+    )
+    job = re.search(r"submitted array job (\d+) \(3 folds\)", submitted.stdout).group(1)
+    summary_job = re.search(r"submitted summary job (\d+)", submitted.stdout).group(1)
+    for task in ("0", "1", "2"):
+        info = cluster.wait_for_job(f"{job}_{task}")
+        assert info["JobState"] == "COMPLETED", (folder / "slurm" / f"{job}_{task}.out").read_text()
+    assert cluster.wait_for_job(summary_job)["JobState"] == "COMPLETED"
+    summary = json.loads((folder / "cv_summary.json").read_text())
+    assert [(row["name"], row["state"]) for row in summary["folds"]] == [
+        ("fold-0", "finished"),
+        ("fold-1", "finished"),
+        ("fold-2", "finished"),
+    ]
+    assert summary["summary"]["test accuracy"]["n"] == 3

@@ -105,6 +105,7 @@ def test_the_step_runs_distxfer_train_with_the_config_run_directory_and_override
     output, _ = job.communicate(timeout=30)
     assert job.returncode == 0 and "training finished" in output
     assert (fake / "srun.args").read_text().split("\n")[:-1] == [
+        "--kill-on-bad-exit=1",  # a task that fails ends the step (test_slurm_jobs.py)
         "--mpi=pmix",
         "/opt/venv/bin/python",
         "-m",
@@ -123,7 +124,7 @@ def test_multiworker_tasks_are_started_by_plain_srun_and_gpus_bound_one_per_task
     job = start_job(fake, "finish", "c.yaml", engine="multiworker", SLURM_GPUS_ON_NODE="4")
     job.communicate(timeout=30)
     args = (fake / "srun.args").read_text().split()
-    assert args[:2] == ["--gpu-bind=single:1", "/opt/venv/bin/python"]
+    assert args[:3] == ["--kill-on-bad-exit=1", "--gpu-bind=single:1", "/opt/venv/bin/python"]
     assert "engine.name=multiworker" in args and not any(a.startswith("--mpi") for a in args)
 
 

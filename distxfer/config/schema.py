@@ -99,6 +99,10 @@ class DataConfig:
     train_dir: str | None = None
     val_dir: str | None = None
     val_split: float = 0.0  # fraction of train_dir held out per class when val_dir is not given
+    # cross-validation (`distxfer cv` sets these): train_dir in `folds` stratified folds,
+    # validating on fold number `fold` (0-based) and training on the others; 0 = off
+    folds: int = 0
+    fold: int = 0
     test_dir: str | None = None
     image_size: list[int] | None = None  # [height, width]; null = the backbone's native size
     color_mode: Literal["rgb", "grayscale"] = "rgb"
@@ -136,6 +140,21 @@ class DataConfig:
             f"{key}.val_split",
             "cannot be used together with data.val_dir; set one of them",
         )
+        _require(
+            self.folds == 0 or self.folds >= 2, f"{key}.folds", "must be 0 (off) or at least 2"
+        )
+        if self.folds:
+            _require(
+                0 <= self.fold < self.folds,
+                f"{key}.fold",
+                f"must be a fold number from 0 to {self.folds - 1} (data.folds={self.folds})",
+            )
+            _require(
+                not (self.val_dir or self.val_split),
+                f"{key}.folds",
+                "replaces data.val_dir and data.val_split (each fold validates on its own"
+                " part of data.train_dir); remove them from the config",
+            )
         if self.image_size is not None:
             _require(
                 len(self.image_size) == 2 and min(self.image_size) >= 8,
@@ -268,10 +287,18 @@ class EngineConfig:
     collective: Literal["auto", "ring", "nccl"] = "auto"  # multiworker all-reduce implementation
     fp16_allreduce: bool = False  # horovod: compress gradients to float16 on the wire
     threads: int = 0  # intra- and inter-op threads per process; 0 = TensorFlow's defaults
+    # how long ranks wait for one that stopped answering before all stop; 0 = wait forever
+    collective_timeout_seconds: float = 600.0
 
     def check(self, key: str) -> None:
         _require(self.cpu_replicas >= 0, f"{key}.cpu_replicas", "must be 0 or more")
         _require(self.threads >= 0, f"{key}.threads", "must be 0 or more")
+        timeout = self.collective_timeout_seconds
+        _require(
+            timeout == 0 or 5 <= timeout < math.inf,
+            f"{key}.collective_timeout_seconds",
+            "must be 0 (wait forever) or at least 5 seconds",
+        )
 
 
 @dataclass
@@ -306,6 +333,10 @@ class Config:
     xla: bool = False  # compile the forward and backward pass with XLA (jit_compile)
     steps_per_execution: int = 1  # training steps per compiled call
     max_train_seconds: float = 0.0  # stop cleanly (checkpoint, then evaluate) after this; 0 = none
+    nonfinite_loss: Literal["error", "skip"] = (
+        "error"  # a NaN/inf loss stops the run, or is skipped
+    )
+    nonfinite_skip_limit: int = 10  # with skip: batches skipped over the run before it stops
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig(name="head")])
@@ -316,6 +347,7 @@ class Config:
         _require(self.seed >= 0, "seed", "must be 0 or more")
         _require(self.steps_per_execution >= 1, "steps_per_execution", "must be at least 1")
         _require(self.max_train_seconds >= 0, "max_train_seconds", "must be 0 or more")
+        _require(self.nonfinite_skip_limit >= 0, "nonfinite_skip_limit", "must be 0 or more")
         _require(len(self.phases) >= 1, "phases", "must list at least one phase")
         self.data.check("data")
         self.model.check("model")

@@ -97,7 +97,7 @@ def _load_or_build_file(
     else:
         log.info("using the image cache %s", path)
     _require_memory(shape)
-    cached = np.load(path, mmap_mode="r")
+    cached = np.load(path, mmap_mode="r", allow_pickle=False)
     if cached.shape != shape or cached.dtype != np.uint8:
         raise DataError(
             f"the image cache {path} has shape {cached.shape}, expected {shape}; "

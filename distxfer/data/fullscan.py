@@ -39,10 +39,10 @@ def find_undecodable(paths: Sequence[str], *, batch: int = 256) -> list[BadFile]
     decoded = np.zeros(len(paths), bool)
     for ids, _ in ds.ignore_errors().batch(batch).as_numpy_iterator():
         decoded[ids] = True
-    return [BadFile(paths[i], _decode_error(paths[i])) for i in np.flatnonzero(~decoded)]
+    return [BadFile(paths[i], decode_error(paths[i])) for i in np.flatnonzero(~decoded)]
 
 
-def _decode_error(path: str) -> str:
+def decode_error(path: str) -> str:
     """Decode one file eagerly to get TensorFlow's message for it."""
     import tensorflow as tf
 

@@ -156,16 +156,48 @@ def stratified_split(
                 "training image; add images to it, lower data.val_split, or give a separate "
                 "data.val_dir"
             )
-        rng = np.random.Generator(
-            np.random.PCG64(
-                np.random.SeedSequence([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))])
-            )
-        )
+        rng = class_rng(seed, name)
         val.append(members[rng.permutation(n)[:n_val]])
     val_idx = np.sort(np.concatenate(val))
     train_mask = np.ones(len(labels), bool)
     train_mask[val_idx] = False
     return np.flatnonzero(train_mask), val_idx
+
+
+def stratified_folds(
+    labels: np.ndarray, class_names: tuple[str, ...], folds: int, seed: int
+) -> np.ndarray:
+    """The fold (0 to `folds` - 1) of every sample: each class dealt out over the folds.
+
+    A class's images, in the order of the same seeded permutation `stratified_split` uses, go
+    to the folds in turn, so every fold holds floor(n / folds) or one more of a class's n
+    images; each class starts where the previous one stopped, which keeps the folds' sizes
+    within one image of each other too. The folds follow from the file listing and the seed
+    alone, never from the number of workers.
+    """
+    fold_of = np.empty(len(labels), np.int64)
+    start = 0
+    for label, name in enumerate(class_names):
+        members = np.flatnonzero(labels == label)
+        n = len(members)
+        if n < folds:
+            raise DataError(
+                f"class {name!r} has {n} image(s), fewer than data.folds={folds}, so some fold "
+                f"would not validate it; use at most {n} folds or add images to the class"
+            )
+        order = members[class_rng(seed, name).permutation(n)]
+        fold_of[order] = (start + np.arange(n)) % folds
+        start = (start + n) % folds
+    return fold_of
+
+
+def class_rng(seed: int, name: str) -> np.random.Generator:
+    """A generator seeded by (seed, class name): a class's draw ignores the other classes."""
+    return np.random.Generator(
+        np.random.PCG64(
+            np.random.SeedSequence([seed, zlib.crc32(name.encode("utf-8", "surrogateescape"))])
+        )
+    )
 
 
 def check_same_classes(

@@ -17,7 +17,12 @@ import time
 import numpy as np
 
 from distxfer.config.schema import DataConfig
-from distxfer.data.listing import check_same_classes, list_class_folder, stratified_split
+from distxfer.data.listing import (
+    check_same_classes,
+    list_class_folder,
+    stratified_folds,
+    stratified_split,
+)
 from distxfer.data.recordmeta import is_record_folder, read_meta, record_split
 from distxfer.data.scan import quick_scan
 from distxfer.data.scancache import cache_file, cached_quick_scan
@@ -52,6 +57,11 @@ def load_splits(cfg: DataConfig, seed: int, *, need_train: bool = True) -> DataS
             "no data folder is set; set data.train_dir, or data.val_dir or "
             "data.test_dir to evaluate"
         )
+    if need_train and len(class_names) < 2:
+        raise DataError(
+            f"data.train_dir: {cfg.train_dir} has one class ({class_names[0]!r}); a classifier"
+            " needs at least two class folders"
+        )
     if not need_train:
         splits["train"] = None
     splits, skipped = _drop_bad_files(cfg, splits, class_names)
@@ -62,6 +72,11 @@ def _load_train_dir(cfg: DataConfig, seed: int) -> tuple[tuple[str, ...], dict[s
     root = cfg.train_dir
     assert root is not None
     if is_record_folder(root):
+        if cfg.folds:
+            raise DataError(
+                f"data.folds needs class folders, but data.train_dir {root} holds TFRecords;"
+                " cross-validate on the class folders it was converted from"
+            )
         meta = read_meta(root)
         if "train" not in meta["splits"]:
             raise DataError(
@@ -85,16 +100,23 @@ def _load_train_dir(cfg: DataConfig, seed: int) -> tuple[tuple[str, ...], dict[s
             "test": found.get("test"),
         }
     class_names, everything = list_class_folder(root, follow_links=cfg.follow_links)
-    if cfg.val_split and not cfg.val_dir:
+    if cfg.folds:
+        fold_of = stratified_folds(everything.labels, class_names, cfg.folds, seed)
+        train_idx, val_idx = (
+            np.flatnonzero(fold_of != cfg.fold),
+            np.flatnonzero(fold_of == cfg.fold),
+        )
+    elif cfg.val_split and not cfg.val_dir:
         train_idx, val_idx = stratified_split(everything.labels, class_names, cfg.val_split, seed)
+    else:
         return class_names, {
-            "train": everything.subset(train_idx, "train"),
-            "val": everything.subset(val_idx, "val"),
+            "train": dataclasses.replace(everything, name="train"),
+            "val": None,
             "test": None,
         }
     return class_names, {
-        "train": dataclasses.replace(everything, name="train"),
-        "val": None,
+        "train": everything.subset(train_idx, "train"),
+        "val": everything.subset(val_idx, "val"),
         "test": None,
     }
 
@@ -147,12 +169,13 @@ def _drop_bad_files(
     if not bad:
         return splits, []
     if cfg.bad_files == "error":
-        raise DataError(
-            describe_bad_files(
-                bad, action="fix or remove them, or set data.bad_files=skip to train without them"
-            )
-        )
-    log.warning("%s", describe_bad_files(bad, action="skipping them (data.bad_files=skip)"))
+        action = "fix or remove them, or set data.bad_files=skip to train without them"
+        raise DataError(describe_bad_files(bad, action=action), details=bad_file_lines(bad))
+    log.warning(
+        "%s", describe_bad_files(bad, action="skipping them (data.bad_files=skip); listed below")
+    )
+    for line in bad_file_lines(bad):
+        log.warning("  %s", line)
     bad_paths = {b.path for b in bad}
     for role, split in scanned.items():
         kept = split.without(bad_paths)
@@ -211,10 +234,17 @@ def find_bad_files(
     return bad
 
 
-def describe_bad_files(bad: list[BadFile], *, action: str, limit: int = SHOWN_BAD_FILES) -> str:
-    """A summary line saying what to do, then the first `limit` files with their reasons."""
-    lines = [f"{len(bad)} image file(s) cannot be decoded; {action}:"]
-    lines += [f"  {b}" for b in bad[:limit]]
+def describe_bad_files(bad: list[BadFile], *, action: str) -> str:
+    """One self-contained line: how many files are bad, the first one and why, what to do."""
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return f"{len(bad)} image file(s) cannot be decoded, e.g. {bad[0]}{more}; {action}"
+
+
+def bad_file_lines(bad: list[BadFile], limit: int = SHOWN_BAD_FILES) -> list[str]:
+    """The first `limit` bad files with their reasons, then how many more there are."""
+    lines = [str(b) for b in bad[:limit]]
     if len(bad) > limit:
-        lines.append(f"  ... and {len(bad) - limit} more")
-    return "\n".join(lines)
+        lines.append(
+            f"... and {len(bad) - limit} more (`distxfer data inspect DIR --max-bad N` lists N)"
+        )
+    return lines

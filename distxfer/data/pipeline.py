@@ -26,6 +26,7 @@ from distxfer.data.augment import (
     sample_transform,
 )
 from distxfer.data.decode import decode_image, decode_resized
+from distxfer.data.failures import load_batches
 from distxfer.data.layout import Batching, Reading
 from distxfer.data.splits import Split
 
@@ -50,7 +51,10 @@ def train_dataset(
     reading = Reading(cfg, seed, epoch, training=True, start_step=start_step, cache_dir=cache_dir)
     entries, steps = split.source(batching, reading)
     augmenting = cfg.augment.enabled
-    return _batches(entries, batching, cfg, seed=seed, epoch=epoch, augmenting=augmenting), steps
+    ds = _batches(
+        entries, batching, cfg, seed=seed, epoch=epoch, augmenting=augmenting, split=split
+    )
+    return ds, steps
 
 
 def eval_dataset(
@@ -61,7 +65,7 @@ def eval_dataset(
     Summed over all pipelines, the weight-1 entries are every sample exactly once.
     """
     entries, steps = split.source(batching, Reading(cfg, cache_dir=cache_dir))
-    return _batches(entries, batching, cfg, seed=0, epoch=0, augmenting=False), steps
+    return _batches(entries, batching, cfg, seed=0, epoch=0, augmenting=False, split=split), steps
 
 
 def _batches(
@@ -72,9 +76,10 @@ def _batches(
     seed: int,
     epoch: int,
     augmenting: bool,
+    split: Split,
 ) -> tf.data.Dataset:
-    ds = entries.map(_loader(cfg, seed, epoch, augmenting), num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batching.per_replica_batch, drop_remainder=True)
+    load = _loader(cfg, seed, epoch, augmenting)  # an image that fails: weight 0, see .failures
+    ds = load_batches(entries, load, batching.per_replica_batch, split)
     ds = ds.map(_finisher(cfg, augmenting), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE).with_options(_options())
 

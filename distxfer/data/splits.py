@@ -82,6 +82,10 @@ class Split(ABC):
         """Sizes and modification times (ns) of `files_to_scan`, as listed (for the scan cache)."""
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
 
+    def sample_name(self, sample_id: int) -> str:
+        """Where sample `sample_id` comes from, for messages (its file, where it has one)."""
+        return f"sample {sample_id} of the {self.name} split"
+
     def without(self, paths: Collection[str]) -> Split:
         """The split without the samples read from `paths` (as `files_to_scan` names them)."""
         return self
@@ -140,6 +144,9 @@ class FolderSplit(Split):
 
     def file_stats(self) -> tuple[np.ndarray, np.ndarray]:
         return self.sizes, self.mtimes
+
+    def sample_name(self, sample_id: int) -> str:
+        return self.paths[sample_id]
 
     def without(self, paths: Collection[str]) -> FolderSplit:
         if not paths:

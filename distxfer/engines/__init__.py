@@ -29,10 +29,14 @@ def create_engine(cfg: EngineConfig) -> Engine:
     launch = current_launch()
     gpu_count = len(tf.config.list_physical_devices("GPU"))
     name, reason = choose_engine(cfg.name, launch, gpu_count, cfg.cpu_replicas)
-    if name == "horovod":
-        return _horovod(cfg, launch, reason)
-    if name == "multiworker":
-        return _multiworker(cfg, launch, reason)
+    if name in ("horovod", "multiworker"):
+        engine = (
+            _horovod(cfg, launch, reason)
+            if name == "horovod"
+            else _multiworker(cfg, launch, reason)
+        )
+        engine.watch(cfg.collective_timeout_seconds)
+        return engine
     if launch.size > 1:
         raise EngineError(
             f"engine {name} runs in one process, but {launch.launcher} started {launch.size};"
@@ -64,7 +68,10 @@ def _multiworker(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
         launch = replace(launch, rank=rank, size=size)
     gpu_index = launch.local_rank if launch.local_size > 1 else None
     configure_devices(threads=cfg.threads, gpu_index=gpu_index)
-    return MultiWorkerEngine(launch, collective=cfg.collective, reason=f"{reason}; {how}")
+    timeout = cfg.collective_timeout_seconds
+    return MultiWorkerEngine(
+        launch, collective=cfg.collective, reason=f"{reason}; {how}", timeout=timeout
+    )
 
 
 def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
@@ -78,10 +85,29 @@ def _horovod(cfg: EngineConfig, launch: Launch, reason: str) -> Engine:
     from distxfer.engines.devices import configure_devices
     from distxfer.engines.horovod import HorovodEngine
 
+    if launch.launcher in ("mpirun", "srun") and launch.size > 1:
+        _require_horovod_mpi(launch.launcher)
     if launch.launcher == "srun" and launch.size > 1 and "PMIX_RANK" not in os.environ:
         raise EngineError(
             "engine horovod under srun needs PMIx to start MPI: use `srun --mpi=pmix ...`"
             " (or engine.name=multiworker, which plain srun can start)"
         )
     configure_devices(threads=cfg.threads, gpu_index=launch.local_rank)
-    return HorovodEngine(launch, fp16_allreduce=cfg.fp16_allreduce, reason=reason)
+    return HorovodEngine(
+        launch,
+        fp16_allreduce=cfg.fp16_allreduce,
+        reason=reason,
+        timeout=cfg.collective_timeout_seconds,
+    )
+
+
+def _require_horovod_mpi(launcher: str) -> None:
+    """Processes started by mpirun or srun reach each other through MPI: Horovod needs it built."""
+    import horovod.tensorflow as hvd
+
+    if not hvd.mpi_built():
+        raise EngineError(
+            f"engine horovod: {launcher} started this process, but this Horovod was built"
+            " without MPI; install an MPI (e.g. apt-get install libopenmpi-dev) and run"
+            " launch/setup.sh to rebuild it, or start with `launch/horovodrun.sh --gloo`"
+        )

@@ -9,7 +9,8 @@ collectives. It never asks which engine it is. Conventions shared by every engin
 - `local_sum` adds up per-replica values of this process, inside a compiled function, with no
   communication; `all_sum` adds up values across processes, eagerly, and every process must
   call it at the same point (it is a collective).
-- `broadcast` and `broadcast_object` hand the chief's values to every process (collectives too).
+- `broadcast` and `broadcast_object` hand the chief's values to every process, and
+  `all_gather_object` every process's value to all (collectives too).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Engine:
         self.launch = launch  # this process's place, as its launcher started it
         self.local_replicas = local_replicas  # replicas (devices) driven by this process
         self.reason = reason  # why this engine was chosen, for the log
+        self._watchdog: Any = None  # distxfer.engines.liveness.Watchdog, once `watch` started it
 
     @property
     def rank(self) -> int:
@@ -108,6 +110,24 @@ class Engine:
         data = self.broadcast([data if data is not None else np.zeros(length, dtype=np.float32)])[0]
         return json.loads(bytes(data.astype(np.uint8)).decode())
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every process's JSON-serialisable object, in rank order, on every process (a
+        collective): each process's bytes fill its own slice of one summed buffer."""
+        if self.size == 1:
+            return [obj]
+        payload = np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
+        lengths = np.zeros(self.size, dtype=np.float64)
+        lengths[self.rank] = len(payload)
+        lengths = self.all_sum([lengths])[0].astype(np.int64)
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        buffer = np.zeros(int(bounds[-1]), dtype=np.float32)
+        buffer[bounds[self.rank] : bounds[self.rank + 1]] = payload
+        buffer = self.all_sum([buffer])[0]
+        return [
+            json.loads(bytes(buffer[a:b].astype(np.uint8)).decode())
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+
     def sync_replica_state(self, variables: Sequence[Any]) -> None:
         """Average state that replicas update on their own (BatchNorm moving statistics)."""
 
@@ -116,8 +136,19 @@ class Engine:
         if self.size > 1:
             self.all_sum([np.zeros(1, dtype=np.float32)])
 
+    def watch(self, timeout: float) -> None:
+        """Stop every rank, naming the one that stopped answering, once a rank has been silent
+        for `timeout` seconds (0: never); see `distxfer.engines.liveness`. A collective."""
+        if self.size > 1 and timeout:
+            from distxfer.engines.liveness import start_watchdog
+
+            self._watchdog = start_watchdog(self, timeout)
+
     def shutdown(self) -> None:
         """Release the engine's resources at the end of a run."""
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
 
 def sum_by_dtype(

@@ -3,10 +3,16 @@
 Gradients are summed with one grouped all-reduce per step inside the compiled step (optionally
 compressed to float16 on the wire). Collectives on host values (`all_sum`) use the same
 all-reduce; `broadcast` is an all-reduce in which only the chief contributes, which is exact.
+
+`engine.collective_timeout_seconds` sets Horovod's own stall check (ranks that are alive but do
+not submit a tensor the others wait for: a warning naming them, then a shutdown) and the gloo
+transport timeout; an environment variable or horovodrun flag the user set wins. Frozen or
+vanished ranks are named by `distxfer.engines.liveness`, whose watchdog comes first.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -20,10 +26,26 @@ from distxfer.engines.detect import Launch
 from distxfer.errors import EngineError
 
 
+def stall_settings(timeout: float) -> dict[str, str]:
+    """Horovod's environment for a collective timeout of `timeout` seconds (0: Horovod's own)."""
+    if not timeout:
+        return {}
+    return {
+        "HOROVOD_STALL_CHECK_TIME_SECONDS": str(max(1, int(min(60, timeout / 2)))),
+        "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": str(int(timeout)),
+        # after the watchdog has had its chance to name the silent rank
+        "HOROVOD_GLOO_TIMEOUT_SECONDS": str(int(timeout) + 30),
+    }
+
+
 class HorovodEngine(Engine):
     name = "horovod"
 
-    def __init__(self, launch: Launch, *, fp16_allreduce: bool, reason: str) -> None:
+    def __init__(
+        self, launch: Launch, *, fp16_allreduce: bool, reason: str, timeout: float = 0.0
+    ) -> None:
+        for name, value in stall_settings(timeout).items():
+            os.environ.setdefault(name, value)  # read by hvd.init()
         hvd.init()
         if launch.size > 1 and hvd.size() != launch.size:
             # e.g. plain `srun` without --mpi=pmix: every process becomes an MPI world of its own.
@@ -75,4 +97,5 @@ class HorovodEngine(Engine):
             variable.assign(value / self.size)
 
     def shutdown(self) -> None:
+        super().shutdown()
         self._hvd.shutdown()

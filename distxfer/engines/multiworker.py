@@ -3,6 +3,11 @@
 TF_CONFIG comes from the environment, or is built for you under mpirun or srun (see
 `distxfer.engines.tfconfig`). Cross-process sums (`all_sum`) run as a collective all-reduce in
 which only each process's first local replica contributes its value.
+
+`engine.collective_timeout_seconds` becomes the heartbeat timeout of TensorFlow's coordination
+service (TensorFlow's default is 10 s), a little after distxfer's own watchdog
+(`distxfer.engines.liveness`) names a silent rank. The per-collective `timeout_seconds` of
+`CommunicationOptions` is left unset: TensorFlow starts a thread per collective for it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from distxfer.engines.tfdistribute import StrategyEngine
 from distxfer.errors import EngineError
 
 PACK_BYTES = 32 * 1024 * 1024
+HEARTBEAT_GRACE_SECONDS = 30  # TensorFlow's heartbeat check comes after distxfer's watchdog
 _IMPLEMENTATIONS = {
     "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
     "ring": tf.distribute.experimental.CommunicationImplementation.RING,
@@ -28,7 +34,11 @@ _IMPLEMENTATIONS = {
 class MultiWorkerEngine(StrategyEngine):
     name = "multiworker"
 
-    def __init__(self, launch: Launch, *, collective: str, reason: str) -> None:
+    def __init__(
+        self, launch: Launch, *, collective: str, reason: str, timeout: float = 0.0
+    ) -> None:
+        if timeout:
+            configure_heartbeats(timeout + HEARTBEAT_GRACE_SECONDS)
         # Pack the step's gradients into few all-reduces instead of one per variable.
         options = tf.distribute.experimental.CommunicationOptions(
             bytes_per_pack=PACK_BYTES, implementation=_IMPLEMENTATIONS[collective]
@@ -67,3 +77,28 @@ class MultiWorkerEngine(StrategyEngine):
         summed = np.asarray(self._sum_fn(tf.constant(flat)))
         bounds = np.cumsum([a.size for a in group])[:-1]
         return [part.reshape(a.shape) for part, a in zip(np.split(summed, bounds), group)]
+
+
+def configure_heartbeats(timeout: float) -> None:
+    """Configure the coordination service MultiWorkerMirroredStrategy would configure itself
+    (same leader and jobs), with a heartbeat timeout of `timeout` seconds. Call it before the
+    strategy is created; private TensorFlow API, checked by tests/test_engines_liveness.py."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    spec = resolver.cluster_spec()
+    if resolver.task_type not in ("chief", "worker") or not spec.jobs:
+        return
+    jobs = [
+        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+        for job in ("chief", "worker")
+        if job in spec.jobs
+    ]
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=jobs,
+        heartbeat_timeout_in_ms=int(timeout * 1000),
+    )

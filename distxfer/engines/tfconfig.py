@@ -40,7 +40,8 @@ def ensure_tf_config(launch: Launch, env: dict[str, str] | None = None) -> str:
     return how
 
 
-def free_port(host: str = "") -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now (the probe binds that address only, never all of them)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -55,4 +56,4 @@ def exchange_with_mpi() -> list[str]:
             " install it (pip install 'distxfer[mpi]') or set TF_CONFIG yourself"
         ) from None
     host = os.environ.get("DISTXFER_WORKER_HOST") or socket.gethostname()
-    return list(MPI.COMM_WORLD.allgather(f"{host}:{free_port()}"))
+    return list(MPI.COMM_WORLD.allgather(f"{host}:{free_port(host)}"))

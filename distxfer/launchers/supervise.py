@@ -99,7 +99,7 @@ def _wait(children: list[subprocess.Popen], timeout: float | None, grace: float)
                 status = code if code > 0 else 128 - code
                 if len(children) > 1:
                     print(
-                        f"[launch] worker {index} exited with status {status}; stopping the others",
+                        f"[launch] worker {index} {_ended(code)}; stopping the others",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -113,6 +113,17 @@ def _wait(children: list[subprocess.Popen], timeout: float | None, grace: float)
         time.sleep(0.05)
 
 
+def _ended(code: int) -> str:
+    """How a child ended, for the log: "exited with status N" or "was killed by SIGKILL"."""
+    if code > 0:
+        return f"exited with status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"was killed by {name} (status {128 - code})"
+
+
 def _stop(children: list[subprocess.Popen], grace: float) -> None:
     """SIGTERM every running child's group, SIGKILL what is left after `grace` seconds.
 
@@ -124,6 +135,7 @@ def _stop(children: list[subprocess.Popen], grace: float) -> None:
     noted = _family(children)
     for child in running:
         _signal_group(child.pid, signal.SIGTERM)
+        _signal_group(child.pid, signal.SIGCONT)  # a stopped (SIGSTOP) process acts on it now
     deadline = time.monotonic() + grace
     while any(child.poll() is None for child in running) and time.monotonic() < deadline:
         time.sleep(0.05)

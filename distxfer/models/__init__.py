@@ -5,7 +5,8 @@
     weights.py          backbones with ImageNet / random / file weights; saving and prefetching them
     build.py            build_model, backbone_of, probability_model, leaf_layers,
                         batchnorm_statistics
-    phases.py           apply_phase: which layers learn in a phase
+    phases.py           apply_phase: which layers learn in a phase; check_phases: all of them
+    safe_load.py        load_keras_model: .keras files in Keras's safe mode unless trusted
     keras_internals.py  the only use of private Keras API, each checked by a test
 
 Only the backbone table is imported eagerly; the rest loads Keras on first use, so
@@ -26,6 +27,7 @@ _LAZY = {
     "leaf_layers": "build",
     "batchnorm_statistics": "build",
     "apply_phase": "phases",
+    "check_phases": "phases",
     "TrainableSummary": "phases",
     "save_backbone_weights": "weights",
     "prefetch_weights": "weights",

@@ -20,6 +20,7 @@ Recompile the model after `apply_phase`: Keras fixes the trainable set at compil
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
@@ -52,12 +53,8 @@ class TrainableSummary:
 
 def apply_phase(model: keras.Model, phase: PhaseConfig) -> TrainableSummary:
     """Set `trainable` on every layer of a `build_model` model for `phase`."""
-    key = f"phases.{phase.name}.trainable" if phase.name else "phase.trainable"
-    spec = phase.trainable_spec
     backbone = backbone_of(model)
-    if backbone is None and spec.kind not in ("head", "all"):
-        raise ConfigError(f"{key}: the mlp model has no backbone layers to choose; use head or all")
-    start = 0 if backbone is None else _first_trainable_index(backbone, spec, key)
+    start = _start_index(backbone, phase)
 
     model.trainable = True  # sets every nested layer; the lines below narrow it down
     for layer in model.layers:
@@ -74,6 +71,23 @@ def apply_phase(model: keras.Model, phase: PhaseConfig) -> TrainableSummary:
         learning = (layer.name for layer in backbone.layers[start:] if layer.trainable_weights)
         first = next(learning, None)
     return _summary(model, phase, first)
+
+
+def check_phases(model: keras.Model, phases: Sequence[PhaseConfig]) -> None:
+    """Raise the ConfigError `apply_phase` would raise for any of `phases`, changing nothing:
+    layer names need the built model, and a typo in a later phase must not wait for it."""
+    backbone = backbone_of(model)
+    for phase in phases:
+        _start_index(backbone, phase)
+
+
+def _start_index(backbone: keras.Model | None, phase: PhaseConfig) -> int:
+    """The index of the first backbone layer that learns in `phase` (0 without a backbone)."""
+    key = f"phases.{phase.name}.trainable" if phase.name else "phase.trainable"
+    spec = phase.trainable_spec
+    if backbone is None and spec.kind not in ("head", "all"):
+        raise ConfigError(f"{key}: the mlp model has no backbone layers to choose; use head or all")
+    return 0 if backbone is None else _first_trainable_index(backbone, spec, key)
 
 
 def _first_trainable_index(backbone: keras.Model, spec: TrainableSpec, key: str) -> int:

@@ -16,11 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from distxfer.config import Config, load_config
+from distxfer.config import load_config
 from distxfer.errors import ConfigError, DistxferError
 from distxfer.run import check_run_dir
 from distxfer.slurm.script import ENGINES, MAX_REQUEUES, WARN_SECONDS, JobResources, run_script
-from distxfer.sweeps import Sweep, Trial, grid, parse_axis
+from distxfer.sweeps import Sweep, grid, parse_axis, plan_sweep
 
 SLURM_TIME = re.compile(r"\d+(-\d+)?(:\d+){0,2}")
 
@@ -32,6 +32,19 @@ class SlurmError(DistxferError):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", required=True, help="YAML config file")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides")
+    add_job_arguments(p)
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="train every combination as one array job (repeatable)",
+    )
+    p.add_argument("--submit", action="store_true", help="submit with sbatch; print the job id")
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that size a job (nodes, GPUs, time, ...), shared with `distxfer cv --slurm`."""
     p.add_argument("--engine", choices=sorted(ENGINES), default="horovod")
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (0: CPU only)")
@@ -53,62 +66,69 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=MAX_REQUEUES,
         help="requeues of one job before it is left stopped",
     )
-    p.add_argument(
-        "--sweep",
-        action="append",
-        default=[],
-        metavar="KEY=V1,V2",
-        help="train every combination as one array job (repeatable)",
-    )
-    p.add_argument("--submit", action="store_true", help="submit with sbatch; print the job id")
 
 
 def run(args: argparse.Namespace) -> int:
     config_path = Path(args.config).resolve()
     config = load_config(config_path, args.overrides)
     job_resources(args)  # bad flags are reported before the runs are checked
-    distxfer = [sys.executable, "-m", "distxfer"]
     if args.sweep:
-        sweep = plan_sweep(config_path, args.overrides, config, [parse_axis(a) for a in args.sweep])
-        folder = sweep.folder
-        resources = job_resources(args, array=f"0-{len(sweep.trials) - 1}", folder=folder)
-        runs = [sweep.train_overrides(t) for t in sweep.trials]
-        path = folder / "slurm" / "sweep.sbatch"
-        usage = f"sbatch {path}    # {len(runs)} runs of {config_path.name}, listed in sweep.json"
-    else:
-        run_dir = Path(config.output.run_dir).resolve()
-        check_run_dir(run_dir, config, allow_config_change=False)
-        resources = job_resources(args, folder=run_dir)
-        runs = [[*args.overrides, f"output.run_dir={run_dir}"]]
-        path = run_dir / "slurm" / "job.sbatch"
-        usage = f"sbatch {path}"
+        trials = grid([parse_axis(a) for a in args.sweep])
+        return submit_sweep(args, plan_sweep(config_path, args.overrides, config, trials))
+    run_dir = Path(config.output.run_dir).resolve()
+    check_run_dir(run_dir, config, allow_config_change=False)
+    path = run_dir / "slurm" / "job.sbatch"
+    runs = [[*args.overrides, f"output.run_dir={run_dir}"]]
+    write_script(args, config_path, job_resources(args, folder=run_dir), runs, path, "")
+    if not args.submit:
+        print(f"# submit with: sbatch {shlex.quote(str(path))}")
+        return 0
+    job = sbatch(path)
+    print(f"submitted job {job}; log {path.parent / (job + '.out')}")
+    return 0
+
+
+def submit_sweep(args: argparse.Namespace, sweep: Sweep, *, what: str = "runs") -> int:
+    """Write the sweep's array job and its `sweep.json`; with `args.submit`, submit it."""
+    resources = job_resources(args, array=f"0-{len(sweep.trials) - 1}", folder=sweep.folder)
+    runs = [sweep.train_overrides(t) for t in sweep.trials]
+    path = sweep.folder / "slurm" / "sweep.sbatch"
+    listed = f"{len(runs)} {what} of {Path(sweep.config).name}, listed in sweep.json"
+    write_script(args, Path(sweep.config), resources, runs, path, listed)
+    sweep.write()
+    if not args.submit:
+        print(f"# submit with: sbatch {shlex.quote(str(path))}")
+        return 0
+    job = sbatch(path)
+    sweep.jobs.append(job)
+    sweep.write()
+    print(f"submitted array job {job} ({len(runs)} {what}); see `distxfer runs {sweep.folder}`")
+    return 0
+
+
+def write_script(
+    args: argparse.Namespace,
+    config_path: Path,
+    resources: JobResources,
+    runs: list[list[str]],
+    path: Path,
+    note: str,
+) -> None:
+    """Write (and print) the batch script that trains `runs` with the job's `resources`."""
     text = run_script(
         args.engine,
         resources,
-        distxfer=distxfer,
+        distxfer=python_command(),
         config=config_path,
         runs=runs,
-        usage=usage,
+        usage=f"sbatch {path}" + (f"    # {note}" if note else ""),
         max_requeues=args.max_requeues,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(0o755)
-    if args.sweep:
-        sweep.write()
     print(text)
     print(f"# saved to {path}")
-    if not args.submit:
-        print(f"# submit with: sbatch {shlex.quote(str(path))}")
-        return 0
-    job = sbatch(path)
-    if args.sweep:
-        sweep.jobs.append(job)
-        sweep.write()
-        print(f"submitted array job {job} ({len(runs)} runs); see `distxfer runs {folder}`")
-    else:
-        print(f"submitted job {job}; log {path.parent / (job + '.out')}")
-    return 0
 
 
 def job_resources(
@@ -143,47 +163,25 @@ def job_resources(
     )
 
 
-def plan_sweep(
-    config_path: Path, overrides: list[str], config: Config, axes: list[tuple[str, list[str]]]
-) -> Sweep:
-    """The sweep under the config's run directory; every run's config and folder checked."""
-    sweep = Sweep(Path(config.output.run_dir).resolve(), str(config_path), overrides, grid(axes))
-    for trial in sweep.trials:
-        check_trial(sweep, trial)
-    earlier = Sweep.read(sweep.folder)
-    if earlier is not None:
-        if not earlier.same_runs(sweep):
-            raise ConfigError(
-                f"{sweep.folder} holds another sweep (see its sweep.json); use a new"
-                " output.run_dir, or the same config, overrides and --sweep values to resume it"
-            )
-        sweep.jobs = earlier.jobs
-    elif sweep.folder.is_dir() and any(sweep.folder.iterdir()):
-        raise ConfigError(
-            f"output.run_dir {sweep.folder} exists and is not a sweep folder; choose another"
-        )
-    return sweep
-
-
-def check_trial(sweep: Sweep, trial: Trial) -> None:
-    try:
-        config = load_config(Path(sweep.config), sweep.train_overrides(trial))
-    except ConfigError as exc:
-        raise ConfigError(f"sweep run {trial.name}: {exc}") from None
-    check_run_dir(sweep.run_dir(trial), config, allow_config_change=False)
+def python_command() -> list[str]:
+    """How a job runs distxfer: with the Python that runs this command."""
+    return [sys.executable, "-m", "distxfer"]
 
 
 def sbatch(script: Path) -> str:
     """Submit `script`; its job id."""
+    return sbatch_command(["sbatch", "--parsable", str(script)], what=str(script))
+
+
+def sbatch_command(command: list[str], *, what: str) -> str:
+    """Run an `sbatch --parsable ...` command line that submits `what`; the job id."""
     try:
-        out = subprocess.run(
-            ["sbatch", "--parsable", str(script)], capture_output=True, text=True, timeout=120
-        )
+        out = subprocess.run(command, capture_output=True, text=True, timeout=120)
     except FileNotFoundError:
         raise SlurmError(
-            f"sbatch is not installed here; submit {script} from a machine of the cluster"
+            f"sbatch is not installed here; submit {what} from a machine of the cluster"
         ) from None
     if out.returncode != 0:
         message = " ".join(out.stderr.split()) or f"exit status {out.returncode}"
-        raise SlurmError(f"sbatch refused {script}: {message}")
+        raise SlurmError(f"sbatch refused {what}: {message}")
     return out.stdout.strip().split(";")[0]

@@ -5,9 +5,11 @@ across requeues, the warning signal, `--requeue`), what to run (a config and its
 the command line in the generic scripts of `slurm/`, written in by `distxfer slurm`, or one set
 per array task for a sweep), and the same shell logic in every script (`JOB_LOGIC`): start the
 step with srun in the background and wait for it, so that the batch shell's trap passes USR1 and
-TERM to the tasks while they train; then requeue the job only when it stopped for a USR1 warning
-(the tasks checkpointed and exited EXIT_PREEMPTED), never after `scancel` (TERM) or a failure,
-and at most DISTXFER_MAX_REQUEUES times. `python -m distxfer.slurm.script` rewrites `slurm/`.
+TERM to the tasks while they train (`--kill-on-bad-exit`: a task that fails or is killed ends the
+step, so no task waits forever in a collective for it); then requeue the job only when it stopped
+for a USR1 warning (the tasks checkpointed and exited EXIT_PREEMPTED), never after `scancel`
+(TERM) or a failure, and at most DISTXFER_MAX_REQUEUES times. `python -m distxfer.slurm.script`
+rewrites `slurm/`.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ RESTARTS=${{SLURM_RESTART_COUNT:-0}}
 EXIT_PREEMPTED={exit_preempted}
 say() {{ echo "[distxfer-slurm $(date +%H:%M:%S)] $*"; }}
 
-STEP=("${{ENGINE_SRUN_ARGS[@]}}")
+# A task that fails or is killed ends the whole step at once: none is left waiting for it.
+STEP=(--kill-on-bad-exit=1 "${{ENGINE_SRUN_ARGS[@]}}")
 if [ "${{SLURM_GPUS_ON_NODE:-0}}" != 0 ]; then
     STEP+=(--gpu-bind=single:1)  # each task sees its own GPU
 fi

@@ -20,10 +20,11 @@ import numpy as np
 from distxfer.config import Config
 from distxfer.data import Batching, DataSplits
 from distxfer.engines import Engine
-from distxfer.models import batchnorm_statistics, build_model
+from distxfer.models import batchnorm_statistics, build_model, check_phases
 from distxfer.train.epochs import Epochs
 from distxfer.train.evaluate import EvalResult, Evaluator
 from distxfer.train.featurecache import ImageInputs, phase_inputs
+from distxfer.train.health import RunHealth
 from distxfer.train.hooks import Hook
 from distxfer.train.phase import PhaseSetup, set_up_phase
 from distxfer.train.resume import RunCheckpoints, broadcast_variables
@@ -63,6 +64,8 @@ class Trainer:
         with engine.scope():
             keras.utils.set_random_seed(config.seed)
             self.model = build_model(config.model, splits.num_classes, data.image_hw, data.channels)
+        check_phases(self.model, config.phases)  # a phase-2 typo stops the run before phase 1
+        self.health = RunHealth(config, engine, self.checkpoints)
         self.evaluate = Evaluator(self.model, engine, self.batching, data, cache_dir=cache_dir)
         self.images = ImageInputs(self.model, self.epochs, self.evaluate, splits.val)
         self.inputs = self.images  # what the current phase reads (set by _begin_phase)
@@ -90,6 +93,7 @@ class Trainer:
             outcome = self._train_phases()
         if outcome is not Outcome.SIGNAL:
             self.final_results = self._final_evaluation()
+            self.health.check(self.phase, self.position)  # images that failed in evaluation
         self._fire("on_train_end", outcome)
         return outcome
 
@@ -162,11 +166,16 @@ class Trainer:
     def _after_steps(self, *, epoch_done: bool) -> Outcome | None:
         """Log, checkpoint and agree on stopping where their intervals fall (on every rank)."""
         out, done = self.config.output, self.position.global_step
-        if done % out.log_every_steps == 0:
+        log_now = done % out.log_every_steps == 0
+        checkpoint_now = bool(out.checkpoint_every_steps) and done % out.checkpoint_every_steps == 0
+        stop_check_now = done % out.stop_check_steps == 0 or epoch_done
+        if log_now or checkpoint_now or stop_check_now:  # before anything is logged or written
+            self.health.check(self.phase, self.position)
+        if log_now:
             self._log_interval()
-        if out.checkpoint_every_steps and done % out.checkpoint_every_steps == 0 and not epoch_done:
+        if checkpoint_now and not epoch_done:
             self._checkpoint("interval")
-        if done % out.stop_check_steps == 0 or epoch_done:
+        if stop_check_now:
             stopped = self.stopper.agree(self.engine)
             if stopped is not None:
                 self._checkpoint(stopped.value)

@@ -21,7 +21,7 @@ import numpy as np
 from distxfer.checkpoint import CheckpointStore, Snapshot, check_fits
 from distxfer.config import OutputConfig
 from distxfer.engines import Engine
-from distxfer.errors import CheckpointError
+from distxfer.errors import CheckpointError, CheckpointWriteError
 from distxfer.train.epochs import Epochs
 from distxfer.train.phase import PhaseSetup
 from distxfer.train.state import (
@@ -161,13 +161,17 @@ class RunCheckpoints:
         metrics: dict[str, float] | None = None,
     ) -> Path | None:
         """Every rank calls this at the same step (it sums the epoch's training statistics, and
-        `metrics` may set a new best); the chief queues the checkpoint and returns its path."""
+        `metrics` may set a new best); the chief queues the checkpoint and returns its path.
+        A write that failed stops every rank alike, here or (the run's last one) at once."""
+        self.settle()
         stats = phase.step.stats
         epoch_stats = (
             self.engine.all_sum([stats.numpy()])[0] if position.step else np.zeros(NUM_STATS)
         )
         is_best = self._improves_best(metrics, position.global_step)
         if not self.engine.is_chief:
+            if finished or reason in ("signal", "time"):
+                self.settle()
             return None
         state = RunState(
             replace(position),
@@ -181,7 +185,10 @@ class RunCheckpoints:
             model_names=[v.path for v in model],
         )
         arrays = [[np.asarray(v.numpy()) for v in vs] for vs in (model, phase.optimizer.variables)]
-        return self.store.save(Snapshot(state, *arrays), is_best=is_best)
+        path = self.store.save(Snapshot(state, *arrays), is_best=is_best)
+        if finished or reason in ("signal", "time"):  # the run ends here: know it is on disk
+            self.settle()
+        return path
 
     def train_seconds(self) -> float:
         """Seconds spent training, over every resumption of the run."""
@@ -200,6 +207,23 @@ class RunCheckpoints:
     def wait(self) -> None:
         """Until the queued checkpoint is on disk (its error, if any, is raised here)."""
         self.store.wait()
+
+    def settle(self) -> None:
+        """Wait for the chief's queued write; if it failed, every rank raises its error (a
+        collective)."""
+        problem = None
+        if self.engine.is_chief:
+            try:
+                self.store.wait()
+            except CheckpointWriteError as exc:
+                problem = str(exc)
+        problem = self.engine.broadcast_object(problem)
+        if problem:
+            raise CheckpointWriteError(problem)
+
+    def write_failed(self) -> bool:
+        """Whether the chief's last write has failed (False elsewhere; never waits)."""
+        return self.engine.is_chief and self.store.failed()
 
 
 def broadcast_variables(engine: Engine, variables: Sequence[Any]) -> None:

@@ -6,6 +6,11 @@ forward and backward pass may be XLA-compiled; the gradient all-reduce and the o
 stay outside XLA, as Keras does under a strategy. Metrics are accumulated in-graph into
 process-local float64 sums (loss, correct, top-k correct, count), read only when reported, so a
 step does no Python work and fetches nothing.
+
+A replica whose loss is not finite (NaN or inf) contributes zero gradients, so every replica
+still applies the same update and no collective is added; the step counts such replica batches
+(`nonfinite`) and the call of the first one (`first_nonfinite`), which `distxfer.train.health`
+reads at the loop's boundaries.
 """
 
 from __future__ import annotations
@@ -102,6 +107,10 @@ class TrainStep:
         # seconds waiting for the input batch, and seconds of whole steps (see `_one_step`)
         self.timing = tf.Variable(tf.zeros([2], tf.float64), trainable=False)
         self.augment = augment  # data.augment_on: device
+        # replica batches with a non-finite loss; this process's step count at the first one
+        self.nonfinite = tf.Variable(tf.zeros([], tf.float64), trainable=False)
+        self.first_nonfinite = tf.Variable(tf.constant(-1, tf.int64), trainable=False)
+        self.calls = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         compute = self._forward_backward
         self._compute = tf.function(compute, jit_compile=True) if xla else compute
         self._one = tf.function(self._one_step)
@@ -124,9 +133,11 @@ class TrainStep:
         if self.augment is not None and "augment" in batch:
             images = self.augment(images, batch["augment"])
         grads, stats = self._compute(images, labels, batch["weight"])
+        finite = tf.math.is_finite(stats[LOSS])
+        grads = _zero_unless(finite, grads)
         grads = self.engine.reduce_gradients(grads)
         self.optimizer.apply(grads, self.trainable)
-        return stats
+        return tf.concat([stats, [1.0 - tf.cast(finite, tf.float32)]], 0)
 
     def _one_step(self, iterator: Any) -> None:
         # Timestamps inside the compiled step: how long it waited for its input, and how long
@@ -137,7 +148,12 @@ class TrainStep:
         with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
             received = tf.timestamp()
         stats = self.engine.run(self._replica_step, batch)
-        update = self.stats.assign_add(tf.cast(self.engine.local_sum(stats), tf.float64))
+        local = tf.cast(self.engine.local_sum(stats), tf.float64)
+        update = self.stats.assign_add(local[:NUM_STATS])
+        first = (local[NUM_STATS] > 0) & (self.first_nonfinite < 0)
+        self.first_nonfinite.assign(tf.where(first, self.calls, self.first_nonfinite))
+        self.nonfinite.assign_add(local[NUM_STATS])
+        self.calls.assign_add(1)
         with tf.control_dependencies([update]):
             ended = tf.timestamp()
         self.timing.assign_add(tf.stack([received - started, ended - started]))
@@ -153,3 +169,10 @@ class TrainStep:
                 self._one(iterator)
         else:
             self._many(iterator, tf.constant(count, tf.int64))
+
+
+def _zero_unless(finite: tf.Tensor, grads: list[tf.Tensor | None]) -> list[tf.Tensor | None]:
+    """`grads` if `finite`, else zeros of their shapes (no elementwise pass when finite)."""
+    present = [g for g in grads if g is not None]
+    kept = iter(tf.cond(finite, lambda: present, lambda: [tf.zeros_like(g) for g in present]))
+    return [None if g is None else next(kept) for g in grads]
