@@ -15,8 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from distxfer import crossval, doctor
-from distxfer.bench import run_engine_benchmark
+from distxfer import bench, crossval, doctor
 from distxfer.config import load_config
 from distxfer.data import commands as data_commands
 from distxfer.demo import run_demo
@@ -107,17 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    run_engine_benchmark(
-        engines=args.engines,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        backbone=args.backbone,
-        trainable=args.trainable,
-        repeats=args.repeats,
-        output=args.output,
-    )
-    return 0
+    return bench.run(args)
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -227,30 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
 
     p = sub.add_parser(
-        "bench", help="images per second for 1 and 2 workers per engine; scaling efficiency"
+        "bench",
+        help="benchmarks, side by side: input, loop, engines, synthetic, feature-cache, scan",
     )
-    p.add_argument(
-        "--engines",
-        nargs="+",
-        default=["mirrored", "multiworker", "horovod"],
-        choices=["mirrored", "multiworker", "horovod"],
-    )
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=3,
-        help="measurements per configuration; the median is reported",
-    )
-    p.add_argument("--batch-size", type=int, default=32, help="per worker")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--backbone", default="MobileNetV2")
-    p.add_argument(
-        "--trainable",
-        default="all",
-        help="what trains: head (phase 1 of transfer learning) or all (fine-tuning everything)",
-    )
-    p.add_argument("--output", help="append the results as Markdown to this file")
+    bench.add_arguments(p)
     p.set_defaults(func=_bench)
 
     p = sub.add_parser(

@@ -19,8 +19,9 @@ import yaml
 
 from distxfer.atomic import write_bytes
 from distxfer.config import Config, config_differences, config_to_dict, dump_config
-from distxfer.data import DataSplits, load_splits
-from distxfer.engines import Engine, create_engine
+from distxfer.data import DataSplits
+from distxfer.data.sharedlisting import agree_on_splits, load_splits_once
+from distxfer.engines import Engine, create_engine, current_launch
 from distxfer.errors import ConfigError
 from distxfer.logs import log_to_file
 from distxfer.runlock import LOCK_NAME, RunLock
@@ -80,9 +81,11 @@ def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
     """Run (or resume) training on this process's engine; how it ended."""
     run_dir = Path(config.output.run_dir)
     resuming = check_run_dir(run_dir, config, allow_config_change=allow_config_change)
-    splits = load_splits(config.data, config.seed)
+    launch = current_launch()  # rank 0 lists the data; the other ranks read what it found
+    splits = load_splits_once(config.data, config.seed, rank=launch.rank, size=launch.size)
     engine = create_engine(config.engine)
     try:
+        splits = agree_on_splits(engine, splits, config.data, config.seed)
         with (
             hold_run_dir(run_dir, engine),
             log_to_file(run_dir / "train.log" if engine.is_chief else None),

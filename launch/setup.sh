@@ -75,6 +75,17 @@ fi
 say "installing distxfer[$extras] into $VENV"
 "$PY" -m pip install --quiet --upgrade pip
 "$PY" -m pip install --quiet -e ".[$extras]"
+# The benchmark-only extra distxfer[bench] (`distxfer bench input` times the seeds' loader, tf_keras's
+# ImageDataGenerator, which needs scipy; the test suite runs that benchmark). tf_keras declares the
+# `tensorflow` distribution, which would pull a second TensorFlow beside tensorflow-cpu, so it is
+# installed without its dependencies, at the minor version of the TensorFlow installed above.
+say "installing the benchmark extra (tf_keras, scipy)"
+"$PY" -m pip install --quiet "scipy>=1.10"
+tf_minor=$("$PY" -c 'from importlib import metadata as m
+for d in ("tensorflow", "tensorflow-cpu"):
+    try: print(".".join(m.version(d).split(".")[:2])); break
+    except m.PackageNotFoundError: pass')
+"$PY" -m pip install --quiet --no-deps "tf_keras==${tf_minor}.*"  # tf_keras follows TensorFlow's version
 
 # -- 3. Horovod, built for this TensorFlow (cached).
 if [ "$horovod" = 1 ]; then

@@ -31,6 +31,15 @@ def write_tiny_images(root: Path, per_class: int, *, size: int = 16, seed: int =
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """distxfer's cache folder (scan verdicts, shared listings, images) for this test session
+    only, never the user's own; subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("distxfer-cache")
+    os.environ["DISTXFER_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """train (3 classes x 24), val (3 x 5) and test (3 x 7) folders; sizes that divide unevenly."""

@@ -21,7 +21,7 @@ def test_every_command_is_reachable():
         "weights ResNet50",
         "doctor",
         "demo",
-        "bench",
+        "bench input",
         "slurm -c x.yaml",
         "runs folder",
     ):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-CODE = ["distxfer", "tests", "benchmarks"]
+CODE = ["distxfer", "tests"]
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:

@@ -67,6 +67,9 @@ def test_dotted_overrides_reach_nested_keys_and_list_items(tmp_path):
         ("phases.0.trainable=top:x", "phases.0.trainable: 'top:x' is not one of"),
         ("data.val_split=1.5", "data.val_split: must be a fraction in [0, 1)"),
         ("xla=maybe", "xla: expected true/false, got str 'maybe'"),
+        ("data.augment_on=gpu", "data.augment_on: 'gpu' is not one of host, device"),
+        ("data.feature_cache=maybe", "data.feature_cache: expected true/false, got str 'maybe'"),
+        ("data.scan_cache=3", "data.scan_cache: expected true/false, got int 3"),
         ("nonfinite_loss=ignore", "nonfinite_loss: 'ignore' is not one of"),
         ("nonfinite_skip_limit=-1", "nonfinite_skip_limit: must be 0 or more"),
         (

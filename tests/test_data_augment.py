@@ -145,3 +145,47 @@ def test_random_resized_crop_gives_the_output_size_and_depends_on_the_seed():
     assert crops[0].shape == (8, 8, 3) and crops[0].dtype == np.uint8
     assert np.array_equal(crops[0], crops[1])
     assert not np.array_equal(crops[0], crops[2])
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "constant", "reflect", "wrap"])
+def test_the_warp_computes_what_tensorflows_projective_transform_computes(fill_mode):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 9, 11, 3)).astype(np.float32)
+    transforms = tf.stack(
+        [
+            transform_matrix(
+                size=(9, 11),
+                rotation=rng.uniform(-180, 180),
+                shift_x=rng.uniform(-25, 25),
+                shift_y=rng.uniform(-25, 25),
+                shear=rng.uniform(-40, 40),
+                zoom_x=rng.uniform(0.3, 3),
+                zoom_y=rng.uniform(0.3, 3),
+            )
+            for _ in range(6)
+        ]
+    )
+    reference = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=[9, 11],
+        fill_value=7.0,
+        interpolation="BILINEAR",
+        fill_mode=fill_mode.upper(),
+    ).numpy()
+    ours = apply_transform(images, transforms, fill_mode, 7.0).numpy()
+    compiled = tf.function(lambda x, t: apply_transform(x, t, fill_mode, 7.0), jit_compile=True)
+    assert np.array_equal(ours, reference)  # the same arithmetic, eagerly
+    assert np.abs(compiled(images, transforms).numpy() - reference).max() < 0.01  # XLA fuses
+
+
+def test_flips_alone_mirror_whole_rows_as_the_warp_would():
+    aug = AugmentConfig(horizontal_flip=True, vertical_flip=True)
+    images = tf.constant(np.stack([noise(8, 8, seed=i) for i in range(16)]))
+    draws = [sample_transform(sample_seed(0, 0, i), aug, (8, 8)) for i in range(16)]
+    transforms = tf.stack([t for t, _ in draws])
+    brightness = tf.stack([b for _, b in draws])
+    flipped = apply_augmentation(images, transforms, brightness, aug).numpy()
+    warped = to_uint8(apply_transform(tf.cast(images, tf.float32), transforms)).numpy()
+    assert np.array_equal(flipped, warped)
+    assert any(not np.array_equal(f, i) for f, i in zip(flipped, images.numpy()))

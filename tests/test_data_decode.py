@@ -20,7 +20,7 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
-from distxfer.data.decode import decode_image, resize  # noqa: E402
+from distxfer.data.decode import decode_image, decode_resized, resize, to_uint8  # noqa: E402
 from distxfer.data.scan import FileCheck, check_file  # noqa: E402
 
 ODD = odd_images()
@@ -117,3 +117,24 @@ def test_quick_scan_rejects_palette_bmp_that_tensorflow_decodes_wrongly(tmp_path
     data = palette_bmp()
     assert not np.array_equal(decode(data), pillow_rgb(data))  # silently wrong colours
     assert "palette" in quick(tmp_path, data, "x.bmp").problem
+
+
+def test_a_jpeg_at_its_own_size_decodes_to_the_full_decoders_pixels():
+    data = encode(gradient(40, 56, seed=4), "JPEG", quality=90)
+    full = decode_image(tf.constant(data), 3).numpy()
+    assert np.array_equal(decode_resized(tf.constant(data), (40, 56), 3).numpy(), full)
+
+
+def test_a_large_jpeg_decoded_shrunk_stays_close_to_an_antialiased_full_decode():
+    data = tf.constant(encode(gradient(768, 1024, seed=5), "JPEG", quality=92))
+    reference = tf.image.resize(decode_image(data, 3), (64, 64), antialias=True).numpy()
+    ours = decode_resized(data, (64, 64), 3).numpy().astype(np.float64)
+    psnr = 10 * np.log10(255.0**2 / np.mean((ours - reference) ** 2))
+    assert psnr > 35
+
+
+@pytest.mark.parametrize(("size", "antialias"), [(12, False), (4, True)])
+def test_resize_antialiases_only_beyond_a_shrink_of_two(size, antialias):
+    image = tf.constant(noise(16, 16, seed=6))
+    expected = tf.image.resize(image, (size, size), antialias=antialias)
+    assert np.array_equal(resize(image, (size, size)).numpy(), to_uint8(expected).numpy())

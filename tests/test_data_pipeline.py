@@ -44,10 +44,13 @@ def run(
     cache="none",
     cache_dir=None,
     crop=None,
+    augment_on="host",
+    size=4,
 ):
     cfg = DataConfig(
+        augment_on=augment_on,
         cache=cache,
-        image_size=[4, 4],
+        image_size=[size, size],
         color_mode="grayscale" if channels == 1 else "rgb",
         augment=AugmentConfig(**{**vars(augment), "random_resized_crop": crop}),
     )
@@ -245,3 +248,37 @@ def test_changing_a_file_builds_a_new_cache(data, tmp_path):
     assert len(os.listdir(cache_dir)) == 2
     fresh = {i: img for i, _, img in entries(run(changed, training=False)[0])}
     assert all(np.array_equal(new[i], fresh[i]) for i in fresh)
+
+
+def test_device_augmentation_trains_on_the_pixels_host_augmentation_makes(data):
+    import keras
+
+    from distxfer.config.schema import ModelConfig
+    from distxfer.data.augment import augment_on_device
+    from distxfer.engines.detect import Launch
+    from distxfer.engines.single import SingleEngine
+    from distxfer.models import build_model
+    from distxfer.train.steps import TrainStep
+
+    _, split = data
+    host, _, _ = run(split, batch=4, size=8)
+    device, _, _ = run(split, batch=4, size=8, augment_on="device")
+    assert "augment" not in host[0] and device[0]["augment"].shape == (4, 9)
+    weights = []
+    for batches, augment in ((host, None), (device, augment_on_device(AUG))):
+        keras.utils.set_random_seed(0)
+        model = build_model(ModelConfig(backbone="mlp", weights=None), 3, (8, 8), 3)
+        optimizer = keras.optimizers.SGD(0.1)
+        optimizer.build(model.trainable_variables)
+        engine = SingleEngine(Launch("none"))
+        step = TrainStep(model, optimizer, engine, global_batch=4, num_classes=3, augment=augment)
+        step.run(iter(tf.data.Dataset.from_tensor_slices(stack(batches))), len(batches))
+        weights.append([v.numpy() for v in model.trainable_variables])
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+    pixels = augment_on_device(AUG)(device[0]["image"], device[0]["augment"]).numpy()
+    assert np.array_equal(pixels, host[0]["image"])
+
+
+def stack(batches):
+    """Batches as one dataset's elements."""
+    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}

@@ -83,14 +83,22 @@ def test_tensorboard_events_read_back_with_tensorboard_reader(trained_run):
         "accuracy",
         "learning_rate",
         "images_per_second",
+        "images_per_second_per_replica",
+        "input_wait_share",
         "epoch_loss",
         "epoch_accuracy",
+        "epoch_images_per_second",
+        "epoch_input_wait_share",
     } <= scalars
     assert [e.step for e in train.Tensors("loss")] == [5, 10, 15, 20, 25, 30, 35]
     from tensorboard.util import tensor_util
 
     accuracy = [float(tensor_util.make_ndarray(e.tensor_proto)) for e in train.Tensors("accuracy")]
     assert all(0 <= a <= 1 for a in accuracy) and accuracy[-1] > accuracy[0]
+    waits = [
+        float(tensor_util.make_ndarray(e.tensor_proto)) for e in train.Tensors("input_wait_share")
+    ]
+    assert all(0 <= w < 1 for w in waits)
     grid = train.Tensors("augmented_inputs/only")[0]
     assert (
         "augmented_inputs/only" in train.PluginTagToContent("images")
@@ -267,6 +275,7 @@ def test_resume_after_sigkill_continues_at_the_last_checkpoint_step(tiny_data, t
     )
     assert f"resuming from step {resumed_at} " in result.stderr
     assert f"resuming at step {resumed_at % 72}" in result.stdout
+    assert "file(s) unchanged, 0 scanned" in result.stderr  # the scan cache served the restart
     reference = tmp_path / "uninterrupted"
     run_cli(
         "train",

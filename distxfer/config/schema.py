@@ -111,9 +111,14 @@ class DataConfig:
     shuffle: bool = True
     cache: Literal["none", "memory", "disk"] = "none"  # decoded, resized images
     scan: Literal["quick", "full", "off"] = "quick"  # look for bad files before training
+    scan_cache: bool = True  # keep the quick scan's verdicts by (path, size, mtime)
     bad_files: Literal["error", "skip"] = "error"
     follow_links: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # where the warp and brightness run: in the input pipeline (host) or the compiled step
+    augment_on: Literal["host", "device"] = "host"
+    # a frozen-backbone phase without augmentation trains the head on features computed once
+    feature_cache: bool = True
 
     @property
     def channels(self) -> int:

@@ -139,7 +139,7 @@ def _build_file(
 
 def _require_memory(shape: tuple[int, ...]) -> None:
     needed = int(np.prod(shape))
-    available = _available_memory()
+    available = available_memory()
     if available is not None and needed > available:
         raise DataError(
             f"caching the images needs {needed / 1e9:.1f} GB of RAM but "
@@ -148,7 +148,7 @@ def _require_memory(shape: tuple[int, ...]) -> None:
         )
 
 
-def _available_memory() -> int | None:
+def available_memory() -> int | None:
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:

@@ -4,6 +4,13 @@ One decoder for JPEG, PNG, GIF (first frame), BMP and WebP, whatever the file's 
 grayscale, RGBA (alpha dropped), palette, CMYK JPEG, 16-bit PNG (high byte kept) all come out
 as 3-channel RGB, or as 1 channel for `color_mode: grayscale`. The quick scan
 (`distxfer.data.scan`) rejects beforehand the few kinds this decoder gets wrong or fails on.
+
+Sizing does the least work that keeps the picture: a JPEG at least twice the output size in
+both directions is decoded already shrunk by 2, 4 or 8 in the DCT domain (libjpeg's scaled
+decode, an area average), and the bilinear resize that follows antialiases only when it still
+shrinks by more than 2 (below that every input pixel already reaches the output). Decoding a
+12-megapixel photo for a 224x224 input this way is many times faster than a full decode and an
+antialiased resize, for nearly the same pixels (`distxfer bench input` prints the PSNR).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import tensorflow as tf
 
 # ITU-R 601 luma, as Pillow's "L" conversion; the weights sum to 1, so gray input stays exact.
 _LUMA = (0.299, 0.587, 0.114)
+_DCT_RATIOS = (1, 2, 4, 8)  # the scaled decodes libjpeg offers
+ANTIALIAS_ABOVE = 2.0  # shrink factor beyond which the bilinear resize antialiases
 
 
 def decode_image(data: tf.Tensor, channels: int) -> tf.Tensor:
@@ -22,6 +31,29 @@ def decode_image(data: tf.Tensor, channels: int) -> tf.Tensor:
     return to_grayscale(image) if channels == 1 else image
 
 
+def decode_resized(data: tf.Tensor, size: tuple[int, int], channels: int) -> tf.Tensor:
+    """uint8 [size[0], size[1], channels] from the bytes of an image file, decoded and sized
+    with the least work (a JPEG much larger than `size` is decoded shrunk)."""
+
+    def jpeg() -> tf.Tensor:
+        shape = tf.image.extract_jpeg_shape(data)
+        fits = [
+            tf.logical_and(shape[0] >= size[0] * r, shape[1] >= size[1] * r) for r in _DCT_RATIOS
+        ]
+        index = tf.reduce_sum(tf.cast(tf.stack(fits[1:]), tf.int32))  # ratios 2, 4, 8 that fit
+        branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in _DCT_RATIOS]
+        image = tf.switch_case(index, branches)
+        image.set_shape([None, None, 3])
+        return image
+
+    def other() -> tf.Tensor:
+        return decode_image(data, 3)
+
+    image = tf.cond(tf.io.is_jpeg(data), jpeg, other)
+    image = resize(image, size)
+    return to_grayscale(image) if channels == 1 else image
+
+
 def to_grayscale(image: tf.Tensor) -> tf.Tensor:
     """uint8 [..., 3] RGB -> uint8 [..., 1] luma, rounded."""
     luma = tf.tensordot(tf.cast(image, tf.float32), tf.constant(_LUMA), axes=1)
@@ -29,8 +61,17 @@ def to_grayscale(image: tf.Tensor) -> tf.Tensor:
 
 
 def resize(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """uint8 image -> uint8 [size[0], size[1], C], bilinear with antialiasing when shrinking."""
-    resized = tf.image.resize(image, size, method="bilinear", antialias=True)
+    """uint8 image -> uint8 [size[0], size[1], C], bilinear, antialiased only when it shrinks by
+    more than `ANTIALIAS_ABOVE` in either direction."""
+    shape = tf.shape(image)
+    shrink = tf.maximum(
+        tf.cast(shape[-3], tf.float32) / size[0], tf.cast(shape[-2], tf.float32) / size[1]
+    )
+    resized = tf.cond(
+        shrink > ANTIALIAS_ABOVE,
+        lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+        lambda: tf.image.resize(image, size, method="bilinear", antialias=False),
+    )
     return to_uint8(resized)
 
 
@@ -41,4 +82,4 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
 
 def load_image(path: tf.Tensor, size: tuple[int, int], channels: int) -> tf.Tensor:
     """Read, decode and resize one image file."""
-    return resize(decode_image(tf.io.read_file(path), channels), size)
+    return decode_resized(tf.io.read_file(path), size, channels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 
 import numpy as np
@@ -24,6 +25,7 @@ from distxfer.data.listing import (
 )
 from distxfer.data.recordmeta import is_record_folder, read_meta, record_split
 from distxfer.data.scan import quick_scan
+from distxfer.data.scancache import cache_file, cached_quick_scan
 from distxfer.data.splits import BadFile, DataSplits, Split
 from distxfer.errors import DataError
 
@@ -149,8 +151,21 @@ def _drop_bad_files(
     scanned = {role: s for role, s in splits.items() if s is not None and s.files_to_scan()}
     if cfg.scan == "off" or not scanned:
         return splits, []
-    paths = list(dict.fromkeys(p for s in scanned.values() for p in s.files_to_scan()))
-    bad = find_bad_files(paths, full=cfg.scan == "full")
+    paths: list[str] = []
+    sizes, mtimes = [], []
+    for split in scanned.values():
+        paths.extend(split.files_to_scan())
+        split_sizes, split_mtimes = split.file_stats()
+        sizes.append(split_sizes)
+        mtimes.append(split_mtimes)
+    stats = (np.concatenate(sizes), np.concatenate(mtimes))
+    if len(dict.fromkeys(paths)) < len(paths):  # one file in two splits: scan it once
+        first = dict(zip(reversed(paths), range(len(paths) - 1, -1, -1)))
+        keep = sorted(first.values())
+        paths = [paths[i] for i in keep]
+        stats = (stats[0][keep], stats[1][keep])
+    cache = cache_file(_listing_key(cfg)) if cfg.scan_cache else None
+    bad = find_bad_files(paths, full=cfg.scan == "full", stats=stats, cache=cache)
     if not bad:
         return splits, []
     if cfg.bad_files == "error":
@@ -182,10 +197,28 @@ def _drop_bad_files(
     return splits, bad
 
 
-def find_bad_files(paths: list[str], *, full: bool = False) -> list[BadFile]:
-    """Quick-scan `paths`; with `full`, also decode the rest with TensorFlow (in a subprocess)."""
+def _listing_key(cfg: DataConfig) -> str:
+    """What names a listing's scan cache: its data folders, as absolute paths."""
+    roots = (cfg.train_dir, cfg.val_dir, cfg.test_dir)
+    return "|".join(os.path.abspath(os.path.expanduser(r)) if r else "" for r in roots)
+
+
+def find_bad_files(
+    paths: list[str],
+    *,
+    full: bool = False,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+    cache: str | None = None,
+) -> list[BadFile]:
+    """Quick-scan `paths`; with `full`, also decode the rest with TensorFlow (in a subprocess).
+
+    With a `cache` file and the paths' listed (sizes, mtimes) as `stats`, only files the cache
+    has no verdict for are read (`distxfer.data.scancache`)."""
     started = time.monotonic()
-    bad = quick_scan(paths)
+    if cache and stats is not None:
+        bad = cached_quick_scan(paths, *stats, cache)
+    else:
+        bad = quick_scan(paths)
     if full:
         from distxfer.data.fullscan import full_scan_in_subprocess
 

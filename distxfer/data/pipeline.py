@@ -20,11 +20,12 @@ import tensorflow as tf
 from distxfer.config.schema import DataConfig
 from distxfer.data.augment import (
     apply_augmentation,
+    augment_parameters,
     random_resized_crop,
     sample_seed,
     sample_transform,
 )
-from distxfer.data.decode import decode_image, resize
+from distxfer.data.decode import decode_image, decode_resized
 from distxfer.data.failures import load_batches
 from distxfer.data.layout import Batching, Reading
 from distxfer.data.splits import Split
@@ -88,12 +89,15 @@ def _loader(cfg: DataConfig, seed: int, epoch: int, augmenting: bool) -> Callabl
     aug, image_size, channels = cfg.augment, cfg.image_hw, cfg.channels
 
     def load(e: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        image = e["image"] if "image" in e else decode_image(e.pop("data"), channels)
         sample = sample_seed(seed, epoch, e["id"]) if augmenting else None
+        if "image" in e:
+            image = e["image"]
+        elif augmenting and aug.random_resized_crop:
+            image = decode_image(e.pop("data"), channels)
+        else:
+            image = decode_resized(e.pop("data"), image_size, channels)
         if augmenting and aug.random_resized_crop:
             image = random_resized_crop(image, sample, aug, image_size)
-        elif "image" not in e:
-            image = resize(image, image_size)
         out = {"image": image, "label": e["label"], "weight": e["weight"], "id": e["id"]}
         if augmenting:
             out["transform"], out["brightness"] = sample_transform(sample, aug, image_size)
@@ -103,13 +107,18 @@ def _loader(cfg: DataConfig, seed: int, epoch: int, augmenting: bool) -> Callabl
 
 
 def _finisher(cfg: DataConfig, augmenting: bool) -> Callable:
-    """Apply the batch's transforms and keep exactly the output contract's keys."""
+    """Apply the batch's transforms (or, with `augment_on: device`, hand them to the training
+    step as "augment") and keep exactly the output contract's keys."""
+    on_device = cfg.augment_on == "device"
 
     def finish(b: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = b["image"]
-        if augmenting:
+        out = {"label": b["label"], "weight": b["weight"], "id": b["id"]}
+        if augmenting and on_device:
+            out["augment"] = augment_parameters(b["transform"], b["brightness"])
+        elif augmenting:
             image = apply_augmentation(image, b["transform"], b["brightness"], cfg.augment)
-        return {"image": image, "label": b["label"], "weight": b["weight"], "id": b["id"]}
+        return {"image": image, **out}
 
     return finish
 

@@ -13,13 +13,15 @@ resumed run skips exactly the steps already taken. Record splits are read file b
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from distxfer.data.cache import cached_images
+from distxfer.data.featuresplit import FeatureSplit
 from distxfer.data.layout import Batching, Reading, record_layout, sample_plan
-from distxfer.data.splits import FolderSplit, RecordSplit
+from distxfer.data.splits import FolderSplit, RecordSplit, Split
 from distxfer.data.tfrecords import parse_record, read_records
 
 log = logging.getLogger("distxfer.data")
@@ -33,11 +35,10 @@ def folder_entries(
 ) -> tuple[tf.data.Dataset, int]:
     """This pipeline's planned entries: the file's bytes, or the cached image."""
     plan = sample_plan(len(split), batching, reading)
-    labels = tf.constant(split.labels, tf.int32)
     cfg, cached = reading.cfg, None
     if cfg.cache != "none":
         cached = cached_images(split, cfg.image_hw, cfg.channels, cfg.cache, reading.cache_dir)
-    paths = tf.constant(list(split.paths)) if cached is None else None
+    labels, paths = sample_tables(split)
 
     def fields(e: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         e = dict(e, label=tf.gather(labels, e["id"]))
@@ -46,6 +47,36 @@ def folder_entries(
         else:
             e["data"] = tf.io.read_file(tf.gather(paths, e["id"]))
         return e
+
+    ds = tf.data.Dataset.from_tensor_slices({"id": plan.indices, "weight": plan.weights})
+    return ds.map(fields, num_parallel_calls=AUTOTUNE), plan.steps
+
+
+_TABLES: weakref.WeakKeyDictionary[Split, tuple[tf.Tensor, tf.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def sample_tables(split: FolderSplit) -> tuple[tf.Tensor, tf.Tensor]:
+    """The split's labels and paths as tensors on the CPU, made once per split and process:
+    every epoch's dataset looks samples up in the same two tables (for a million files, making
+    the path table takes seconds and its memory is counted once)."""
+    if split not in _TABLES:
+        with tf.device("/CPU:0"):
+            _TABLES[split] = (tf.constant(split.labels, tf.int32), tf.constant(list(split.paths)))
+    return _TABLES[split]
+
+
+def feature_entries(
+    split: FeatureSplit, batching: Batching, reading: Reading
+) -> tuple[tf.data.Dataset, int]:
+    """This pipeline's planned entries with each sample's feature row as "image"."""
+    plan = sample_plan(len(split), batching, reading)
+    if split not in _TABLES:
+        with tf.device("/CPU:0"):
+            _TABLES[split] = (tf.constant(split.labels, tf.int32), tf.constant(split.features))
+    labels, features = _TABLES[split]
+
+    def fields(e: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return dict(e, label=tf.gather(labels, e["id"]), image=tf.gather(features, e["id"]))
 
     ds = tf.data.Dataset.from_tensor_slices({"id": plan.indices, "weight": plan.weights})
     return ds.map(fields, num_parallel_calls=AUTOTUNE), plan.steps

@@ -78,6 +78,10 @@ class Split(ABC):
         """Image files the bad-file scan should read before training (none by default)."""
         return ()
 
+    def file_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sizes and modification times (ns) of `files_to_scan`, as listed (for the scan cache)."""
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+
     def sample_name(self, sample_id: int) -> str:
         """Where sample `sample_id` comes from, for messages (its file, where it has one)."""
         return f"sample {sample_id} of the {self.name} split"
@@ -137,6 +141,9 @@ class FolderSplit(Split):
 
     def files_to_scan(self) -> tuple[str, ...]:
         return self.paths
+
+    def file_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.sizes, self.mtimes
 
     def sample_name(self, sample_id: int) -> str:
         return self.paths[sample_id]

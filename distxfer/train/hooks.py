@@ -81,8 +81,7 @@ class ProgressHook(Hook):
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if self._bar is not None:
-            shown = {k: v for k, v in metrics.items() if k != "images_per_second"}
-            self._bar.update(self._bar.target, values=list(shown.items()), finalize=True)
+            self._bar.update(self._bar.target, values=list(metrics.items()), finalize=True)
             self._bar = None
 
     def on_checkpoint(self, trainer: Trainer, path: str, reason: CheckpointReason) -> None:

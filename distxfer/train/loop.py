@@ -11,8 +11,6 @@ rank at the same global step, which the step counts alone decide."""
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +23,17 @@ from distxfer.engines import Engine
 from distxfer.models import batchnorm_statistics, build_model, check_phases
 from distxfer.train.epochs import Epochs
 from distxfer.train.evaluate import EvalResult, Evaluator
+from distxfer.train.featurecache import ImageInputs, phase_inputs
 from distxfer.train.health import RunHealth
 from distxfer.train.hooks import Hook
 from distxfer.train.phase import PhaseSetup, set_up_phase
 from distxfer.train.resume import RunCheckpoints, broadcast_variables
 from distxfer.train.state import NUM_STATS, CheckpointReason, Outcome, Position
-from distxfer.train.steps import COUNT, metrics_from_stats
+from distxfer.train.steps import metrics_from_stats
 from distxfer.train.stopping import StopRequest
+from distxfer.train.throughput import Throughput
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LogWindow:
-    """Where the current logging interval began (for images per second)."""
-
-    started: float  # time.perf_counter()
-    stats: np.ndarray  # the global training sums
 
 
 class Trainer:
@@ -75,12 +67,14 @@ class Trainer:
         check_phases(self.model, config.phases)  # a phase-2 typo stops the run before phase 1
         self.health = RunHealth(config, engine, self.checkpoints)
         self.evaluate = Evaluator(self.model, engine, self.batching, data, cache_dir=cache_dir)
+        self.images = ImageInputs(self.model, self.epochs, self.evaluate, splits.val)
+        self.inputs = self.images  # what the current phase reads (set by _begin_phase)
+        self.throughput = Throughput(engine.num_replicas)
         train_bn = config.model.batchnorm == "train"
         self.bn_state = batchnorm_statistics(self.model) if train_bn else []
         self.position = Position()
         self.phase: PhaseSetup  # set by _begin_phase
         self.final_results: dict[str, EvalResult] = {}
-        self._window = LogWindow(0.0, np.zeros(NUM_STATS))
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> Outcome:
@@ -139,18 +133,23 @@ class Trainer:
 
     def _begin_phase(self, index: int) -> None:
         epoch_steps = self.epochs.phase_steps(index)
-        self.phase = set_up_phase(self.config, index, self.model, self.engine, epoch_steps)
+        self.inputs = phase_inputs(  # images, or the frozen backbone's cached features
+            self.config, index, self.model, self.engine, self.splits, self.batching, self.images
+        )
+        self.phase = set_up_phase(
+            self.config, index, self.model, self.engine, epoch_steps, step_model=self.inputs.model
+        )
 
     def _train_epoch(self, index: int, epoch: int) -> Outcome | None:
         """Train to the end of the epoch; the outcome if the ranks agreed to stop first."""
         start = self.position.step
-        dataset, steps = self.epochs.dataset(self.epochs.index(index, epoch), start)
+        dataset, steps = self.inputs.dataset(self.epochs.index(index, epoch), start)
         steps += start
         iterator = iter(self.engine.distribute(dataset))
         if start == 0:
             self.phase.step.stats.assign(np.zeros(NUM_STATS))
         self._fire("on_epoch_begin", epoch, steps, start)
-        self._window = LogWindow(time.perf_counter(), self._global_train_stats())
+        self.throughput.begin_epoch(self._global_train_stats())
         step = start
         while step < steps:
             count = self._next_count(step, steps)
@@ -195,10 +194,12 @@ class Trainer:
     def _end_epoch(self, index: int, epoch: int) -> dict[str, float]:
         if self.bn_state:
             self.engine.sync_replica_state(self.bn_state)
-        metrics = metrics_from_stats(self._global_train_stats(), self.phase.step.top_k)
+        sums = self._global_train_stats()
+        metrics = metrics_from_stats(sums, self.phase.step.top_k)
         metrics["learning_rate"] = self.learning_rate()
-        if self.splits.val is not None:
-            result = self.evaluate(self.splits.val, prefix="val_")
+        metrics.update(self.throughput.since_epoch(sums))
+        result = self.inputs.validate(prefix="val_")
+        if result is not None:
             metrics.update(result.metrics)
             if epoch + 1 == self.config.phases[index].epochs:
                 self._fire("on_evaluation", "validation", result)
@@ -207,12 +208,10 @@ class Trainer:
         return metrics
 
     def _log_interval(self) -> None:
-        stats, now = self._global_train_stats(), time.perf_counter()
-        metrics = metrics_from_stats(stats, self.phase.step.top_k)
+        sums = self._global_train_stats()
+        metrics = metrics_from_stats(sums, self.phase.step.top_k)
         metrics["learning_rate"] = self.learning_rate()
-        images = float(stats[COUNT] - self._window.stats[COUNT])
-        metrics["images_per_second"] = images / max(now - self._window.started, 1e-9)
-        self._window = LogWindow(now, stats)
+        metrics.update(self.throughput.since_interval(sums))
         self._fire("on_log", metrics)
 
     def _final_evaluation(self) -> dict[str, EvalResult]:
@@ -247,7 +246,9 @@ class Trainer:
         return float(np.asarray(self.phase.optimizer.learning_rate))
 
     def _global_train_stats(self) -> np.ndarray:
-        return self.engine.all_sum([self.phase.step.stats.numpy()])[0]
+        """The training sums, then the step's timing (`.throughput`), summed over every rank."""
+        step = self.phase.step
+        return self.engine.all_sum([np.concatenate([step.stats.numpy(), step.timing.numpy()])])[0]
 
     def _fire(self, event: str, *args: Any) -> None:
         for hook in self.hooks:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import keras
 
 from distxfer.config import Config
+from distxfer.data.augment import augment_on_device
 from distxfer.engines import Engine
 from distxfer.models import TrainableSummary, apply_phase
 from distxfer.train.optim import make_optimizer
@@ -30,9 +31,17 @@ class PhaseSetup:
 
 
 def set_up_phase(
-    config: Config, index: int, model: keras.Model, engine: Engine, epoch_steps: list[int]
+    config: Config,
+    index: int,
+    model: keras.Model,
+    engine: Engine,
+    epoch_steps: list[int],
+    *,
+    step_model: keras.Model | None = None,
 ) -> PhaseSetup:
-    """Make phase `index` of `config` trainable; `epoch_steps` are its epochs' global steps."""
+    """Make phase `index` of `config` trainable; `epoch_steps` are its epochs' global steps.
+    The step trains `step_model` (a part of `model` sharing its variables: the head, on cached
+    features) if given, else `model`."""
     phase = config.phases[index]
     summary = apply_phase(model, phase)
     global_batch = config.data.batch_size * engine.num_replicas
@@ -46,8 +55,10 @@ def set_up_phase(
     with engine.scope():  # the optimizer's variables live where the model's do
         optimizer = make_optimizer(phase, make_schedule(phase, shape), config.precision)
         optimizer.build(model.trainable_variables)
+    data = config.data
+    on_device = data.augment_on == "device" and (data.augment.geometric or data.augment.brightness)
     step = TrainStep(
-        model,
+        step_model or model,
         optimizer,
         engine,
         global_batch=global_batch,
@@ -55,6 +66,7 @@ def set_up_phase(
         label_smoothing=phase.label_smoothing,
         xla=config.xla,
         steps_per_execution=config.steps_per_execution,
+        augment=augment_on_device(data.augment) if on_device else None,
     )
     log.info(
         "phase %d '%s': %s; peak learning rate %.3g for global batch %d",

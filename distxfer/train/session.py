@@ -15,6 +15,7 @@ from distxfer.tensorboard import TensorBoardHook
 from distxfer.train.hooks import Hook, ProgressHook
 from distxfer.train.loop import Trainer
 from distxfer.train.state import Outcome
+from distxfer.train.throughput import InputWaitWarning
 
 log = logging.getLogger("distxfer.run")
 
@@ -23,7 +24,7 @@ def fit_run(config: Config, engine: Engine, splits: DataSplits, run_dir: Path) -
     """Train (or resume) on every rank; the chief then writes reports and the model."""
     hooks: list[Hook] = []
     if engine.is_chief:
-        hooks.append(ProgressHook())
+        hooks += [ProgressHook(), InputWaitWarning()]
         if config.output.tensorboard:
             hooks.append(TensorBoardHook(run_dir / "tensorboard", config))
     trainer = Trainer(config, engine, splits, run_dir, hooks)

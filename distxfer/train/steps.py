@@ -15,6 +15,7 @@ reads at the loop's boundaries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -92,6 +93,7 @@ class TrainStep:
         label_smoothing: float = 0.0,
         xla: bool = False,
         steps_per_execution: int = 1,
+        augment: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -102,6 +104,9 @@ class TrainStep:
         self.label_smoothing = label_smoothing
         self.trainable = list(model.trainable_variables)
         self.stats = tf.Variable(tf.zeros([NUM_STATS], tf.float64), trainable=False)
+        # seconds waiting for the input batch, and seconds of whole steps (see `_one_step`)
+        self.timing = tf.Variable(tf.zeros([2], tf.float64), trainable=False)
+        self.augment = augment  # data.augment_on: device
         # replica batches with a non-finite loss; this process's step count at the first one
         self.nonfinite = tf.Variable(tf.zeros([], tf.float64), trainable=False)
         self.first_nonfinite = tf.Variable(tf.constant(-1, tf.int64), trainable=False)
@@ -124,7 +129,10 @@ class TrainStep:
 
     def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         labels = tf.cast(batch["label"], tf.int32)
-        grads, stats = self._compute(batch["image"], labels, batch["weight"])
+        images = batch["image"]
+        if self.augment is not None and "augment" in batch:
+            images = self.augment(images, batch["augment"])
+        grads, stats = self._compute(images, labels, batch["weight"])
         finite = tf.math.is_finite(stats[LOSS])
         grads = _zero_unless(finite, grads)
         grads = self.engine.reduce_gradients(grads)
@@ -132,13 +140,23 @@ class TrainStep:
         return tf.concat([stats, [1.0 - tf.cast(finite, tf.float32)]], 0)
 
     def _one_step(self, iterator: Any) -> None:
-        stats = self.engine.run(self._replica_step, next(iterator))
+        # Timestamps inside the compiled step: how long it waited for its input, and how long
+        # it took in all, measured without fetching anything per step.
+        started = tf.timestamp()
+        with tf.control_dependencies([started]):
+            batch = next(iterator)
+        with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+            received = tf.timestamp()
+        stats = self.engine.run(self._replica_step, batch)
         local = tf.cast(self.engine.local_sum(stats), tf.float64)
-        self.stats.assign_add(local[:NUM_STATS])
+        update = self.stats.assign_add(local[:NUM_STATS])
         first = (local[NUM_STATS] > 0) & (self.first_nonfinite < 0)
         self.first_nonfinite.assign(tf.where(first, self.calls, self.first_nonfinite))
         self.nonfinite.assign_add(local[NUM_STATS])
         self.calls.assign_add(1)
+        with tf.control_dependencies([update]):
+            ended = tf.timestamp()
+        self.timing.assign_add(tf.stack([received - started, ended - started]))
 
     def _steps(self, iterator: Any, count: tf.Tensor) -> None:
         for _ in tf.range(count):
