@@ -26,3 +26,9 @@ class EngineError(DistxferError):
 
 class CheckpointError(DistxferError):
     """A run directory or checkpoint that cannot be resumed from."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut to `limit` characters, to quote in an error."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
