@@ -1,8 +1,9 @@
 """One training run from config to report: the `distxfer train` command.
 
-Order matters: everything that can be wrong with the input (config, run directory, data folders,
-bad images) is found before the engine starts and before any model is built, and this module
-imports no TensorFlow, so those errors come in well under a second. Then the chief alone writes
+Order matters: everything that can be wrong with the input (config, run directory, the backbone
+file and the weights to start from, data folders, bad images) is found before the engine starts
+and before any model is built, and this module imports no TensorFlow, so those errors come in
+well under a second. Then the chief alone writes
 into the run directory: the resolved config, the class list and the log here, then
 (`distxfer.train.session`) checkpoints, TensorBoard, evaluation reports and the trained model.
 """
@@ -18,9 +19,11 @@ import yaml
 from distxfer.atomic import write_bytes
 from distxfer.config import Config, config_differences, config_to_dict, dump_config
 from distxfer.data import DataSplits, load_splits
+from distxfer.data.weighting import describe_class_weights
 from distxfer.engines import create_engine
 from distxfer.errors import ConfigError
 from distxfer.logs import log_to_file
+from distxfer.models.pretrained import check_model_sources
 from distxfer.train.state import Outcome
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
     """Run (or resume) training on this process's engine; how it ended."""
     run_dir = Path(config.output.run_dir)
     resuming = check_run_dir(run_dir, config, allow_config_change=allow_config_change)
+    check_model_sources(config.model)
     splits = load_splits(config.data, config.seed)
     engine = create_engine(config.engine)
     try:
@@ -97,10 +101,16 @@ def describe_splits(splits: DataSplits) -> str:
         )
         if split is not None
     ]
+    weights = splits.class_weights
     return (
         ", ".join(sizes)
         + " images"
         + (f"; {len(splits.skipped)} bad files skipped" if splits.skipped else "")
+        + (
+            f"; class weights {describe_class_weights(weights, splits.class_names)}"
+            if weights
+            else ""
+        )
     )
 
 
