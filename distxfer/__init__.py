@@ -32,4 +32,10 @@ TENSORFLOW_FREE = (
     "distxfer.checkpoint",
     "distxfer.train.state",
     "distxfer.train.stopping",
+    "distxfer.slurm",
+    "distxfer.slurm.command",
+    "distxfer.slurm.script",
+    "distxfer.sweeps",
+    "distxfer.runs",
+    "distxfer.status",
 )

@@ -1,4 +1,5 @@
-"""The `distxfer` command: train, evaluate, predict, export, data, weights, doctor, demo, bench.
+"""The `distxfer` command: train, evaluate, predict, export, data, weights, doctor, demo, bench,
+slurm, runs.
 
 Errors caused by input print as one line (`distxfer: error: ...`) with exit status 2; `--debug`
 shows the traceback. A training run stopped by SIGTERM/SIGUSR1 exits with 75 after checkpointing:
@@ -23,13 +24,17 @@ from distxfer.errors import DistxferError
 from distxfer.inference import evaluate_run, export_run, predict_to_csv
 from distxfer.logs import quiet_tensorflow, setup_logging
 from distxfer.run import train
+from distxfer.runs import render as render_runs
+from distxfer.runs import summarize
+from distxfer.slurm import command as slurm_command
 from distxfer.train.state import Outcome
-from distxfer.train.stopping import EXIT_PREEMPTED
+from distxfer.train.stopping import EXIT_PREEMPTED, hold_stop_signals
 
 EXIT_USAGE = 2
 
 
 def _train(args: argparse.Namespace) -> int:
+    hold_stop_signals()  # a preemption signal during start-up stops the run at its first step
     config = load_config(args.config, args.overrides)
     outcome = train(config, allow_config_change=args.allow_config_change)
     return EXIT_PREEMPTED if outcome is Outcome.SIGNAL else 0
@@ -107,6 +112,11 @@ def _bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         output=args.output,
     )
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    print(render_runs(summarize(Path(args.folder))))
     return 0
 
 
@@ -228,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="append the results as Markdown to this file")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "slurm", help="write a Slurm batch script for a config or a sweep; --submit submits it"
+    )
+    slurm_command.add_arguments(p)
+    p.set_defaults(func=slurm_command.run)
+
+    p = sub.add_parser("runs", help="one table of the runs of a sweep folder or run directory")
+    p.add_argument("folder", help="a sweep folder, a folder of run directories, or one run")
+    p.set_defaults(func=_runs)
     return parser
 
 

@@ -20,10 +20,11 @@ from distxfer.atomic import write_bytes
 from distxfer.config import Config, config_differences, config_to_dict, dump_config
 from distxfer.data import DataSplits, load_splits
 from distxfer.data.weighting import describe_class_weights
-from distxfer.engines import create_engine
+from distxfer.engines import Engine, create_engine
 from distxfer.errors import ConfigError
 from distxfer.logs import log_to_file
 from distxfer.models.pretrained import check_model_sources
+from distxfer.status import write_status
 from distxfer.train.state import Outcome
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ RESUMABLE_CHANGES = (
     "data.cache",
     "data.scan",
 )
+# What a launcher may put into a run directory before the run starts (`distxfer slurm`).
+LAUNCH_ENTRIES = ("slurm",)
 
 
 def check_run_dir(run_dir: Path, config: Config, *, allow_config_change: bool) -> bool:
@@ -64,7 +67,7 @@ def check_run_dir(run_dir: Path, config: Config, *, allow_config_change: bool) -
                 " --allow-config-change to resume it anyway"
             )
         return True
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name not in LAUNCH_ENTRIES for p in run_dir.iterdir()):
         raise ConfigError(
             f"output.run_dir {run_dir} exists and is not a distxfer run; choose another directory"
         )
@@ -84,11 +87,26 @@ def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
             log.info("data: %d classes; %s", len(splits.class_names), describe_splits(splits))
             if engine.is_chief:
                 _write_run_files(run_dir, config, splits, resuming)
-            from distxfer.train.session import fit_run  # TensorFlow: only once the engine runs
-
-            return fit_run(config, engine, splits, run_dir)
+            return _fit(config, engine, splits, run_dir)
     finally:
         engine.shutdown()
+
+
+def _fit(config: Config, engine: Engine, splits: DataSplits, run_dir: Path) -> Outcome:
+    """Train on every rank; the chief keeps `<run_dir>/status.json` up to date around it."""
+    from distxfer.train.session import fit_run  # TensorFlow: only once the engine runs
+
+    if not engine.is_chief:
+        return fit_run(config, engine, splits, run_dir)
+    write_status(run_dir, "running")
+    try:
+        outcome = fit_run(config, engine, splits, run_dir)
+    except BaseException as exc:
+        write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    state = "preempted" if outcome is Outcome.SIGNAL else "finished"
+    write_status(run_dir, state, outcome=outcome.value)
+    return outcome
 
 
 def describe_splits(splits: DataSplits) -> str:

@@ -2,7 +2,9 @@
 
 Layout follows Keras's TensorBoard callback so runs compare side by side: `train/` and
 `validation/` writers under `<run_dir>/tensorboard`, epoch metrics as `epoch_<name>` at the
-epoch number (counted across phases), and per-interval training scalars at the global step.
+epoch number (counted across phases), and per-interval training scalars at the global step. The
+config goes in as hparams at the root, so with `--logdir` on a folder of runs TensorBoard's HParams
+tab shows each run's settings beside its train/ and validation/ metrics.
 """
 
 from __future__ import annotations
@@ -64,8 +66,12 @@ class TensorBoardHook(Hook):
         self.validation = tf.summary.create_file_writer(str(self.log_dir / "validation"))
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        with self.train.as_default():
+        # At the root, so TensorBoard's HParams tab finds the train/ and validation/ metrics below.
+        root = tf.summary.create_file_writer(str(self.log_dir))
+        with root.as_default():
             hp.hparams(flatten(config_to_dict(self.config)), trial_id=str(trainer.run_dir))
+        root.close()
+        with self.train.as_default():
             tf.summary.text(
                 "config", f"```\n{dump_config(self.config)}\n```", step=trainer.position.global_step
             )

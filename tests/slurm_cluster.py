@@ -25,6 +25,19 @@ class SlurmUnavailable(RuntimeError):
     """This machine cannot run the test cluster (no root, or the packages are missing)."""
 
 
+def cluster_or_skip(root: Path):  # type: ignore[no-untyped-def]
+    """A started cluster in `root`, stopped when the generator closes; skips the tests where
+    Slurm cannot run here (for a module-scoped pytest fixture: `yield from cluster_or_skip(p)`)."""
+    import pytest
+
+    try:
+        running = SlurmCluster(root).start()
+    except SlurmUnavailable as exc:
+        pytest.skip(str(exc))
+    yield running
+    running.stop()
+
+
 class SlurmCluster:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -143,6 +156,38 @@ class SlurmCluster:
             text=True,
             timeout=timeout,
         )
+
+    def sbatch(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+        """Submit a batch job (`sbatch ARGS`); its job id."""
+        out = subprocess.run(
+            ["sbatch", "--parsable", *args],
+            env={**self.env, **(env or {})},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().split(";")[0]
+
+    def job(self, job_id: str) -> dict[str, str]:
+        """`scontrol show job` as fields (JobState, Restarts, ExitCode, ...); {} once forgotten."""
+        out = subprocess.run(
+            ["scontrol", "-o", "show", "job", job_id], env=self.env, capture_output=True, text=True
+        )
+        return dict(re.findall(r"(\w+)=(\S*)", out.stdout.splitlines()[0])) if out.stdout else {}
+
+    def wait_for_job(self, job_id: str, timeout: float = 300) -> dict[str, str]:
+        """Until the job has ended (not pending, running or being requeued); its fields."""
+        active = ("PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING", "SUSPENDED")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.job(job_id)
+            if info.get("JobState", "PENDING") not in active:
+                return info
+            time.sleep(0.5)
+        subprocess.run(["scancel", job_id], env=self.env)
+        raise TimeoutError(f"job {job_id} still {self.job(job_id).get('JobState')}")
 
     def stop(self) -> None:
         subprocess.run(["scancel", "--full", "--user", "root"], env=self.env, capture_output=True)

@@ -22,6 +22,8 @@ def test_every_command_is_reachable():
         "doctor",
         "demo",
         "bench",
+        "slurm -c x.yaml",
+        "runs folder",
     ):
         assert parser.parse_args(command.split()).func
 

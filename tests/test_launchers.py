@@ -79,6 +79,7 @@ def test_launcher_runs_training_and_only_the_chief_writes_and_talks(name, tiny_d
         "eval",
         "model.keras",
         "model.json",
+        "status.json",
         "train.log",
     }
     for writer in ("train", "validation"):  # a second process writing would add its own events file

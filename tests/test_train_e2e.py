@@ -48,6 +48,14 @@ def test_training_writes_a_complete_run_directory(trained_run):
     assert "best.npz" in checkpoints and "ckpt-000000036.npz" in checkpoints  # 2 epochs x 18 steps
 
 
+def test_a_finished_run_records_its_state_and_distxfer_runs_shows_it(trained_run):
+    status = json.loads((trained_run / "status.json").read_text())
+    assert (status["state"], status["outcome"]) == ("finished", "finished")
+    header, row = run_cli("runs", str(trained_run)).stdout.splitlines()
+    assert header.split()[:4] == ["run", "overrides", "state", "step"]
+    assert row.split()[:4] == ["tiny", "-", "finished", "36"]
+
+
 def test_final_report_counts_every_test_image_and_the_model_learned(trained_run):
     report = json.loads((trained_run / "eval" / "test.json").read_text())
     assert report["samples"] == 21  # 3 classes x 7, through padded batches of 4
@@ -89,7 +97,8 @@ def test_tensorboard_events_read_back_with_tensorboard_reader(trained_run):
         and grid.tensor_proto.string_val
     )
     assert "config" in train.PluginTagToContent("text")
-    assert train.PluginTagToContent("hparams")  # the config as hparams of this run
+    # the config as hparams of this run, at the root so the HParams tab sees train/ and validation/
+    assert read_events(trained_run / "tensorboard").PluginTagToContent("hparams")
     assert "epoch_accuracy" in validation.PluginTagToContent("scalars")
     assert [e.step for e in validation.Tensors("epoch_accuracy")] == [1, 2]
     assert {"confusion_matrix/validation", "confusion_matrix/test"} <= (
@@ -289,6 +298,7 @@ def test_sigterm_checkpoints_the_current_step_and_exits_75(tiny_data, tmp_path):
         run_dir / "checkpoints", keep=3, best_metric="val_accuracy", writer=False
     ).latest()
     assert latest.state.reason == "signal" and not latest.state.finished
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "preempted"
 
 
 def test_mixed_precision_xla_and_multi_step_calls_train_on_cpu(tiny_data, tmp_path):
@@ -387,7 +397,39 @@ def test_resuming_with_another_global_batch_restarts_the_interrupted_epoch(tiny_
         *tiny_overrides(tiny_data, run_dir, "data.batch_size=2"),
     )
     assert (
-        "the global batch or worker count changed (1 -> 2 images per step); epoch 1 restarts"
-        in resumed.stderr
+        "the global batch changed (1 -> 2 images per step), so a step no longer covers the same"
+        " images: epoch 1 restarts from its first step" in resumed.stderr
     )
     assert "resuming at step" not in resumed.stdout
+
+
+@pytest.mark.distributed
+def test_resuming_on_fewer_workers_at_the_same_global_batch_continues_at_the_same_step(
+    tiny_data, tmp_path
+):
+    run_dir = tmp_path / "shrunk"
+    common = ["phases.0.epochs=1", "engine.threads=1"]
+    stopped = subprocess.run(
+        [sys.executable, "-m", "distxfer.launchers", "tf-config", "-n", "2"]
+        + ["-c", "configs/mnist_mlp.yaml"]
+        + tiny_overrides(tiny_data, run_dir, *common, "max_train_seconds=0.001")
+        + ["output.stop_check_steps=4"],
+        env=cli_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert stopped.returncode == 0, stopped.stdout[-4000:]
+    one_process = ["engine.name=mirrored", "engine.cpu_replicas=2"]  # 1 x 2 replicas x 4 images
+    resumed = run_cli(
+        "train",
+        "-c",
+        "configs/mnist_mlp.yaml",
+        *tiny_overrides(tiny_data, run_dir, *common, *one_process),
+    )
+    assert (
+        "the workers changed (2 -> 1 worker processes) at the same global batch of 8 images, so"
+        " every step covers the same images: it resumes at the same step" in resumed.stderr
+    )
+    assert "resuming at step 4" in resumed.stdout

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from distxfer.errors import CheckpointError
-from distxfer.train.state import STATE_VERSION, BestMetric, Outcome, Position, RunState
+from distxfer.train.state import (
+    STATE_VERSION,
+    BestMetric,
+    DataOrder,
+    Outcome,
+    Position,
+    RunState,
+    same_samples,
+)
 
 # A state as distxfer wrote it before RunState existed: the layout every checkpoint keeps.
 EARLIER_RECORD = {
@@ -61,3 +69,32 @@ def test_a_lower_loss_and_a_higher_accuracy_are_better():
 
 def test_outcomes_are_the_words_checkpoints_record():
     assert [o.value for o in Outcome] == ["finished", "time", "signal"]
+
+
+def order(global_batch: int, workers: int) -> DataOrder:
+    return DataOrder(0, global_batch, workers, 72, "abc")
+
+
+def test_fewer_workers_at_the_same_global_batch_resume_at_the_same_step_and_say_so():
+    exact, why = same_samples(order(8, 2), order(8, 1), order_depends_on_workers=False)
+    assert exact
+    assert why == (
+        "the workers changed (2 -> 1 worker processes) at the same global batch of 8 images,"
+        " so every step covers the same images"
+    )
+
+
+def test_another_global_batch_never_resumes_at_the_same_step():
+    for depends in (False, True):
+        exact, why = same_samples(order(8, 2), order(16, 4), order_depends_on_workers=depends)
+        assert not exact and why.startswith("the global batch changed (8 -> 16 images per step)")
+
+
+def test_other_workers_on_an_input_ordered_by_worker_do_not_resume_at_the_same_step():
+    exact, why = same_samples(order(8, 2), order(8, 4), order_depends_on_workers=True)
+    assert not exact and "the workers changed (2 -> 4 worker processes)" in why
+    assert "TFRecord files dealt to workers" in why
+
+
+def test_the_same_batch_and_workers_resume_exactly_with_nothing_to_say():
+    assert same_samples(order(8, 2), order(8, 2), order_depends_on_workers=True) == (True, "")

@@ -15,7 +15,8 @@ and SIGHUP are forwarded to every process group, so a preemption signal reaches 
 
 `supervise` lives in `supervise.py`; `python -m distxfer.launchers RECIPE [options]
 (-- PROGRAM... | TRAIN_ARGS...)` (`__main__.py`) is what the launch/*.sh scripts run. Nothing
-here imports TensorFlow, Keras or Horovod.
+here imports TensorFlow, Keras or Horovod. Slurm batch scripts (sbatch, requeue on preemption,
+sweeps as array jobs) are written by `distxfer.slurm`.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from distxfer.train.state import (
     Patience,
     Position,
     RunState,
+    same_samples,
 )
 from distxfer.train.stopping import StopRequest
 
@@ -81,30 +82,31 @@ class RunCheckpoints:
 
     def resume_position(self) -> Position:
         """Where to continue: the saved position, or the start of its epoch where the saved step
-        no longer covers the same samples (another global batch, or other workers for an input
-        kind whose order depends on them)."""
+        no longer covers the same samples (see `same_samples`); the log says which."""
         assert self.resumed is not None, "resume_position() needs a checkpoint found by agree()"
         saved, order = self.resumed.data, self.epochs.order()
-        order_depends_on_workers = self.epochs.split.order_depends_on_workers
         if saved.train_fingerprint != order.train_fingerprint:
             log.warning(
                 "the training data changed since the checkpoint was written; continuing with"
                 " the new data"
             )
-        same_samples = saved.global_batch == order.global_batch and (
-            not order_depends_on_workers or saved.num_pipelines == order.num_pipelines
-        )
         saved_at = self.resumed.position
+        exact, why = same_samples(saved, order, self.epochs.split.order_depends_on_workers)
         position = replace(saved_at)
-        if position.step and not same_samples:
+        if position.step and not exact:
             log.warning(
-                "the global batch or worker count changed (%s -> %d images per step); epoch %d"
-                " restarts from its first step",
-                saved.global_batch,
-                order.global_batch,
+                "%s: epoch %d restarts from its first step, with the model and optimizer of step"
+                " %d (the %d steps it had done in this epoch are trained again)",
+                why,
                 position.epoch + 1,
+                saved_at.global_step,
+                position.step,
             )
             position.step = 0
+        elif why and exact:
+            log.info("%s: it resumes at the same step", why)
+        elif why:
+            log.info("%s; the checkpoint is at the start of an epoch, so nothing restarts", why)
         log.info(
             "resuming from step %d (phase %d, epoch %d, step %d of the epoch)",
             saved_at.global_step,

@@ -2,10 +2,12 @@
 
 A checkpoint file (see `distxfer.checkpoint`) holds arrays and one JSON `state`: where training
 is (`Position`), why the checkpoint was written, the best validation metric so far, how long
-training has run, the data order it assumed (`DataOrder`) and, in a phase with early stopping,
-its patience so far (`Patience`). `RunState` is that JSON, typed; `to_json` and `from_json` keep
-the layout every distxfer checkpoint of `STATE_VERSION` has (fields added later have defaults,
-and `patience` is left out while there is none, so older checkpoints read and write alike).
+training has run, the data order it assumed (`DataOrder`; `same_samples` says whether a
+resumed run with other workers or batch still covers the same samples at that step) and, in a
+phase with early stopping, its patience so far (`Patience`). `RunState` is that JSON, typed;
+`to_json` and `from_json` keep the layout every distxfer checkpoint of `STATE_VERSION` has
+(fields added later have defaults, and `patience` is left out while there is none, so older
+checkpoints read and write alike).
 """
 
 from __future__ import annotations
@@ -83,6 +85,31 @@ class DataOrder:
     num_pipelines: int  # input pipelines (worker processes)
     num_train: int
     train_fingerprint: str
+
+
+def same_samples(
+    saved: DataOrder, now: DataOrder, order_depends_on_workers: bool
+) -> tuple[bool, str]:
+    """Whether a saved step covers the same samples in this run, and what changed ("" for
+    nothing that matters): another global batch never does; other workers do when the input
+    keeps one order for the whole epoch (class folders), not when it deals files to workers."""
+    workers = f"{saved.num_pipelines} -> {now.num_pipelines} worker processes"
+    if saved.global_batch != now.global_batch:
+        return False, (
+            f"the global batch changed ({saved.global_batch} -> {now.global_batch} images per"
+            " step), so a step no longer covers the same images"
+        )
+    if saved.num_pipelines == now.num_pipelines:
+        return True, ""
+    if order_depends_on_workers:
+        return False, (
+            f"the workers changed ({workers}) and this input (TFRecord files dealt to workers)"
+            " orders each epoch by worker"
+        )
+    return True, (
+        f"the workers changed ({workers}) at the same global batch of {now.global_batch} images,"
+        " so every step covers the same images"
+    )
 
 
 @dataclass

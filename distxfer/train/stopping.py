@@ -3,8 +3,11 @@
 SIGTERM and SIGUSR1 (what Slurm sends before a time limit or preemption) only set a flag; the
 loop asks at fixed step boundaries whether ANY rank wants to stop (one tiny collective), so all
 ranks checkpoint the same step and leave together. A second signal (e.g. Ctrl-C twice) is not
-intercepted: SIGINT keeps Python's default. A wall-clock budget (`max_train_seconds`) works the
-same way but counts as a normal end: the run checkpoints and goes on to its final evaluation.
+intercepted: SIGINT keeps Python's default. `hold_stop_signals` (the CLI calls it first) keeps a
+signal that comes while the run starts up, or after it has trained, from killing the process: one
+before training stops it at its first step boundary, one after is ignored. A wall-clock budget
+(`max_train_seconds`) works the same way but counts as a normal end: the run checkpoints and goes
+on to its final evaluation.
 """
 
 from __future__ import annotations
@@ -22,6 +25,18 @@ EXIT_PREEMPTED = (
     75  # EX_TEMPFAIL: stopped on request with a checkpoint; run the same command to resume
 )
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+_held: list[str] = []  # stop signals that came while no StopRequest listened
+
+
+def hold_stop_signals() -> None:
+    """Remember SIGTERM and SIGUSR1 from now on instead of dying of them; the next
+    `StopRequest.install` takes the one that came first."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _hold)
+
+
+def _hold(signum: int, _frame: FrameType | None) -> None:
+    _held.append(signal.Signals(signum).name)
 
 
 class StopRequest:
@@ -36,6 +51,9 @@ class StopRequest:
     def install(self) -> None:
         """Start listening for stop signals and start the time budget's clock."""
         self.started = time.monotonic()
+        if _held:
+            self.signal_name = _held[0]
+            _held.clear()
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
 
