@@ -72,3 +72,24 @@ def test_accumulating_two_micro_batches_takes_the_step_of_one_whole_batch(penalt
     accumulated = one_step(linear_model(penalty), 4, class_weights=CLASS_WEIGHTS, accumulation=2)
     for a, b in zip(whole, accumulated, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_phase_with_a_fixed_global_batch_logs_how_many_micro_batches_it_accumulates(
+    tiny_data, tmp_path, caplog
+):
+    from conftest import tiny_overrides
+
+    from distxfer.config import load_config
+    from distxfer.data import load_splits, make_batching
+    from distxfer.models import build_model
+    from distxfer.train.epochs import Epochs
+    from distxfer.train.phase import set_up_phase
+
+    config = load_config(None, tiny_overrides(tiny_data, tmp_path, "data.global_batch=12"))
+    splits = load_splits(config.data, config.seed)
+    epochs = Epochs(config, splits.train, make_batching(config.data, 1, 1))
+    model = build_model(config.model, splits.num_classes, (16, 16), 3)
+    with caplog.at_level("INFO", logger="distxfer"):
+        setup = set_up_phase(config, 0, model, SingleEngine(Launch("none")), epochs)
+    assert setup.step.accumulation == 3  # 12 = batch_size 4 x 1 replica x 3
+    assert "global batch 12, accumulating 3 micro-batches per step" in caplog.text
