@@ -96,14 +96,21 @@ def run_demo(
 
 
 def _train(config: Config) -> float:
-    """Train (or resume, or find finished) one run; the seconds its training took in total."""
+    """Train (or resume, or find finished) one run; the seconds its training took in total.
+
+    A run that used up its `max_train_seconds` (the scratch run) and was evaluated is done: a
+    resumed run would get a new budget, and scratch would train longer than transfer did."""
+    run_dir = Path(config.output.run_dir)
+    store = CheckpointStore(
+        run_dir / "checkpoints", keep=1, best_metric="val_accuracy", writer=False
+    )
+    latest = store.latest()
+    budget = config.max_train_seconds
+    evaluated = any((run_dir / "eval" / f"{s}.json").exists() for s in ("test", "validation"))
+    if latest and budget and latest.state.train_seconds >= budget and evaluated:
+        log.info("the run in %s already used its %.1f s of training", run_dir, budget)
+        return latest.state.train_seconds
     if train(config, allow_config_change=False) is Outcome.SIGNAL:
         raise SystemExit(EXIT_PREEMPTED)
-    store = CheckpointStore(
-        Path(config.output.run_dir) / "checkpoints",
-        keep=1,
-        best_metric="val_accuracy",
-        writer=False,
-    )
     latest = store.latest()
     return latest.state.train_seconds if latest else 0.0

@@ -9,7 +9,14 @@ import pytest
 import yaml
 from conftest import run_cli
 
+from distxfer.checkpoint import CheckpointStore
+
 pytestmark = pytest.mark.slow
+
+
+def latest_step(run_dir) -> int:
+    store = CheckpointStore(run_dir / "checkpoints", keep=1, best_metric="", writer=False)
+    return store.latest().state.global_step
 
 
 def accuracy(run_dir, split: str) -> float:
@@ -33,5 +40,7 @@ def test_demo_pretrains_transfers_and_beats_scratch_in_the_same_time(tmp_path):
     assert (run_dir / "demo_accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert "![validation accuracy against training time](demo_accuracy.png)" in report
     assert f"tensorboard --logdir {run_dir}" in report
+    scratch_steps = latest_step(run_dir / "scratch")
     again = run_cli("demo", "--run-dir", str(run_dir), timeout=300)  # finished runs are not redone
     assert "already finished" in again.stderr and report.splitlines()[6] in again.stdout
+    assert latest_step(run_dir / "scratch") == scratch_steps  # its time budget is not renewed
