@@ -6,7 +6,8 @@ deterministic order, with shapes checked on load) and a JSON `state`, the run's
 (seed, global batch, dataset fingerprint) and the best validation metric so far. It is written
 to a temporary file, flushed to disk, then renamed into place, so a crash at any moment leaves
 either the old set of checkpoints or the new one, never a torn file. `best.npz` is a hard link
-to the best checkpoint, replaced atomically.
+to the best checkpoint, replaced atomically; `phase_best.npz` likewise links the best epoch of
+the current phase when that phase stops early and restores its best weights.
 
 Only the chief writes. Writing happens on a background thread from a snapshot of the values,
 so the accelerators do not wait for the disk; the next save (or `close`) waits for it.
@@ -35,6 +36,7 @@ from distxfer.train.state import RunState
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 BEST = "best.npz"
+PHASE_BEST = "phase_best.npz"
 
 
 @dataclass
@@ -127,17 +129,22 @@ class CheckpointStore:
         return None
 
     def best(self) -> Snapshot | None:
-        path = self.directory / BEST
+        return self.linked(BEST)
+
+    def linked(self, name: str) -> Snapshot | None:
+        """The checkpoint linked as `name` (BEST or PHASE_BEST), if there is one."""
+        path = self.directory / name
         return read_snapshot(path) if path.exists() else None
 
-    def save(self, snapshot: Snapshot, *, is_best: bool) -> Path:
-        """Queue `snapshot` for writing (waits for the previous write first)."""
+    def save(self, snapshot: Snapshot, *, is_best: bool, also_as: tuple[str, ...] = ()) -> Path:
+        """Queue `snapshot` for writing (waits for the previous write first); link it as the best
+        if `is_best`, and under each name in `also_as`."""
         self.wait()
         step = snapshot.state.global_step
         path = self.path_for(step)
         self._thread = threading.Thread(
             target=self._write,
-            args=(snapshot, path, is_best),
+            args=(snapshot, path, ((BEST,) if is_best else ()) + also_as),
             name="checkpoint-writer",
             daemon=False,
         )
@@ -165,7 +172,7 @@ class CheckpointStore:
         thread = self._thread
         return self._error is not None and (thread is None or not thread.is_alive())
 
-    def _write(self, snapshot: Snapshot, path: Path, is_best: bool) -> None:
+    def _write(self, snapshot: Snapshot, path: Path, links: tuple[str, ...]) -> None:
         try:
             record = {
                 **snapshot.state.to_json(),
@@ -176,11 +183,12 @@ class CheckpointStore:
             arrays.update({f"model/{i:05d}": a for i, a in enumerate(snapshot.model)})
             arrays.update({f"optimizer/{i:05d}": a for i, a in enumerate(snapshot.optimizer)})
             write_npz_atomic(path, arrays)
-            if is_best:
-                link = self.directory / f".{BEST}.link-{os.getpid()}"
+            for name in links:
+                link = self.directory / f".{name}.link-{os.getpid()}"
                 link.unlink(missing_ok=True)
                 os.link(path, link)
-                os.replace(link, self.directory / BEST)
+                os.replace(link, self.directory / name)
+            if links:
                 fsync_dir(self.directory)
             for old in self.steps()[: -self.keep]:
                 self.path_for(old).unlink(missing_ok=True)

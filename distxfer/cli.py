@@ -169,10 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="export a run's model as .keras and/or TF SavedModel")
+    p = sub.add_parser(
+        "export", help="export a run's model as .keras and/or TF SavedModel, or its backbone"
+    )
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", help="output directory (default: <run_dir>/export)")
-    p.add_argument("--format", choices=["keras", "savedmodel", "both"], default="both")
+    p.add_argument(
+        "--format",
+        choices=["keras", "savedmodel", "both", "backbone"],
+        default="both",
+        help="backbone: backbone.weights.h5 and backbone.keras, to transfer from elsewhere",
+    )
     p.add_argument(
         "--checkpoint", default="final", help="final | best | latest | a checkpoint file"
     )

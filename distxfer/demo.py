@@ -2,24 +2,26 @@
 
 ImageNet weights cannot be fetched everywhere, so the demo makes its own "pretrained" backbone:
 1. source: train a small keras.applications backbone from scratch on the built-in SOURCE task
-   (8 shapes) and save its backbone weights;
-2. transfer: fine-tune that backbone on a different TARGET task (5 other shapes, few images per
-   class) with the usual two phases, head first, then the top layers at a lower rate;
+   (8 shapes);
+2. transfer: start from that run's backbone (`model.weights: <run_dir>/source`, the public way
+   to transfer from a run) and fine-tune it on a different TARGET task (5 other shapes, few
+   images per class) with the usual two phases, head first, then the top layers;
 3. scratch: train the same model on the same target data from random weights, for the same
-   wall-clock time as step 2 took;
-then report both target test accuracies side by side. Every step is an ordinary training run
+   training time as step 2 took;
+then report the accuracies side by side, in a table and a plot of accuracy against training
+time (`demo_report.md`, `demo_accuracy.png`). Every step is an ordinary training run
 (checkpoints, TensorBoard, evaluation report) under `<run_dir>/{source,transfer,scratch}`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from distxfer.atomic import write_bytes
 from distxfer.checkpoint import CheckpointStore
 from distxfer.config import Config, load_config
+from distxfer.demo_report import PLOT, RUNS, RunResult, accuracy_plot, read_run, render
 from distxfer.errors import ConfigError
 from distxfer.run import train
 from distxfer.train.state import Outcome
@@ -39,9 +41,9 @@ def run_demo(
     overrides: list[str] | tuple[str, ...] = (),
     config: Path = Path("configs/demo.yaml"),
     source_config: Path = Path("configs/demo_source.yaml"),
-) -> dict:
+) -> dict[str, RunResult]:
     """Run the three trainings (each resumable) and write `<run_dir>/demo_report.md`."""
-    from distxfer.data.demo import write_demo_datasets
+    from distxfer.data.demo import TARGET_CLASSES, write_demo_datasets
 
     for path in (config, source_config):
         if not path.is_file():
@@ -60,18 +62,17 @@ def run_demo(
         source_config,
         [f"data.train_dir={data.source_train}", f"output.run_dir={run_dir / 'source'}", *overrides],
     )
-    source_seconds = _train(source)
-    backbone = _save_backbone(run_dir / "source")
+    seconds = {"source": _train(source)}
     transfer = load_config(
         config,
         [
             *target_data,
-            f"model.weights={backbone}",
+            f"model.weights={run_dir / 'source'}",  # the source run's final backbone
             f"output.run_dir={run_dir / 'transfer'}",
             *overrides,
         ],
     )
-    transfer_seconds = _train(transfer)
+    seconds["transfer"] = _train(transfer)
     scratch = load_config(
         config,
         [
@@ -79,80 +80,37 @@ def run_demo(
             "model.weights=null",
             "model.batchnorm=train",
             SCRATCH_PHASE,
-            f"max_train_seconds={transfer_seconds:.1f}",
+            f"max_train_seconds={seconds['transfer']:.1f}",
             f"output.run_dir={run_dir / 'scratch'}",
             *overrides,
         ],
     )
-    scratch_seconds = _train(scratch)
-    results = {name: _test_accuracy(run_dir / name) for name in ("source", "transfer", "scratch")}
-    report = _report(run_dir, results, source_seconds, transfer_seconds, scratch_seconds, transfer)
+    seconds["scratch"] = _train(scratch)
+    results = {name: read_run(run_dir / name, seconds[name]) for name in RUNS}
+    chance = 1 / len(TARGET_CLASSES)
+    write_bytes(run_dir / PLOT, accuracy_plot(results, chance))
+    report = render(run_dir, results, transfer, len(TARGET_CLASSES))
     write_bytes(run_dir / "demo_report.md", report.encode())
     print("\n" + report)
     return results
 
 
 def _train(config: Config) -> float:
-    """Train (or resume, or find finished) one run; the seconds its training took in total."""
-    if train(config, allow_config_change=False) is Outcome.SIGNAL:
-        raise SystemExit(EXIT_PREEMPTED)
+    """Train (or resume, or find finished) one run; the seconds its training took in total.
+
+    A run that used up its `max_train_seconds` (the scratch run) and was evaluated is done: a
+    resumed run would get a new budget, and scratch would train longer than transfer did."""
+    run_dir = Path(config.output.run_dir)
     store = CheckpointStore(
-        Path(config.output.run_dir) / "checkpoints",
-        keep=1,
-        best_metric="val_accuracy",
-        writer=False,
+        run_dir / "checkpoints", keep=1, best_metric="val_accuracy", writer=False
     )
     latest = store.latest()
+    budget = config.max_train_seconds
+    evaluated = any((run_dir / "eval" / f"{s}.json").exists() for s in ("test", "validation"))
+    if latest and budget and latest.state.train_seconds >= budget and evaluated:
+        log.info("the run in %s already used its %.1f s of training", run_dir, budget)
+        return latest.state.train_seconds
+    if train(config, allow_config_change=False) is Outcome.SIGNAL:
+        raise SystemExit(EXIT_PREEMPTED)
+    latest = store.latest()
     return latest.state.train_seconds if latest else 0.0
-
-
-def _save_backbone(source_dir: Path) -> Path:
-    from distxfer.inference import trained_model
-    from distxfer.models import save_backbone_weights
-
-    path = source_dir / "backbone.weights.h5"
-    if not path.exists():
-        model, *_ = trained_model(source_dir, "final")
-        save_backbone_weights(model, path)
-    return path
-
-
-def _test_accuracy(run: Path) -> dict[str, float]:
-    reports = {name: run / "eval" / f"{name}.json" for name in ("test", "validation")}
-    split, path = next((name, p) for name, p in reports.items() if p.exists())
-    return {"split": split, **json.loads(path.read_text())["metrics"]}
-
-
-def _report(
-    run_dir: Path,
-    results: dict,
-    source_s: float,
-    transfer_s: float,
-    scratch_s: float,
-    transfer: Config,
-) -> str:
-    target_classes = 5
-    height, width = transfer.data.image_hw
-    src, xfer, scr = results["source"], results["transfer"], results["scratch"]
-    lines = [
-        "# distxfer demo: transfer learning on built-in shapes",
-        "",
-        f"Backbone: {transfer.model.backbone} {transfer.model.backbone_args or ''} at "
-        f"{height}x{width}; target chance level {1 / target_classes:.0%}.",
-        "",
-        "| run | task | how | time | accuracy |",
-        "|---|---|---|---|---|",
-        f"| source | 8 source shapes | from scratch | {source_s:.0f} s | "
-        f"{src['accuracy']:.1%} ({src['split']}) |",
-        f"| transfer | 5 target shapes | source backbone, head then fine-tune | {transfer_s:.0f} s"
-        f" | **{xfer['accuracy']:.1%}** ({xfer['split']}) |",
-        f"| scratch | 5 target shapes | same model, random weights, same time | {scratch_s:.0f} s"
-        f" | **{scr['accuracy']:.1%}** ({scr['split']}) |",
-        "",
-        "Runs (checkpoints, evaluation reports, TensorBoard) are in"
-        f" {run_dir}/{{source,transfer,scratch}}.",
-        f"Watch them: tensorboard --logdir {run_dir}",
-        f"Evaluation report of the transfer run: {run_dir / 'transfer' / 'eval' / 'test.md'}",
-        f"Classify images: distxfer predict {run_dir / 'transfer'} IMAGES_OR_FOLDERS",
-    ]
-    return "\n".join(lines) + "\n"

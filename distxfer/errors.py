@@ -61,3 +61,9 @@ class PeerLost(EngineError):
     """Another rank died or stopped answering; this one cannot go on."""
 
     exit_code = EXIT_PEER_LOST
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut to `limit` characters, to quote in an error."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -260,8 +260,9 @@ def _probabilities(
 def export_run(
     run_dir: Path, output: Path | None = None, *, formats: str = "both", checkpoint: str = "final"
 ) -> list[Path]:
-    """Export a run's model as `.keras` and/or a TF SavedModel (each with a .json sidecar)."""
-    from distxfer.export import export_keras, export_savedmodel
+    """Export a run's model as `.keras` and/or a TF SavedModel (each with a .json sidecar), or
+    its backbone (`formats="backbone"`: weights file, `.keras` feature model and sidecar)."""
+    from distxfer.export import export_backbone, export_keras, export_savedmodel
 
     model, config, class_names, where = trained_model(run_dir, checkpoint)
     output = output or run_dir / "export"
@@ -275,5 +276,7 @@ def export_run(
         paths.append(
             export_savedmodel(model, output / "savedmodel", class_names=class_names, config=config)
         )
+    if formats == "backbone":
+        paths += export_backbone(model, output, config=config)
     log.info("exported %s", where)
     return paths

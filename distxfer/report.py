@@ -1,5 +1,5 @@
-"""Evaluation reports: per-class precision and recall, the confusion matrix as a figure, JSON and
-Markdown."""
+"""Evaluation reports: per-class precision and recall, balanced accuracy, the confusion matrix as a
+figure, JSON and Markdown."""
 
 from __future__ import annotations
 
@@ -34,9 +34,21 @@ def per_class(confusion: np.ndarray, class_names: list[str]) -> list[dict[str, A
     return rows
 
 
+def balanced_accuracy(confusion: np.ndarray) -> float:
+    """The mean of the per-class recalls over the classes present: accuracy as if every class had
+    as many samples (chance level is 1 / classes however imbalanced the split)."""
+    support = confusion.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return 0.0
+    return float(np.mean(np.diag(confusion)[present] / support[present]))
+
+
 def build_report(
     metrics: dict[str, float], confusion: np.ndarray, class_names: list[str], **extra: Any
 ) -> dict[str, Any]:
+    metrics = dict(metrics)
+    metrics.setdefault("balanced_accuracy", balanced_accuracy(confusion))
     return {
         **extra,
         "metrics": metrics,

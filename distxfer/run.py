@@ -1,8 +1,9 @@
 """One training run from config to report: the `distxfer train` command.
 
-Order matters: everything that can be wrong with the input (config, run directory, data folders,
-bad images) is found before the engine starts and before any model is built, and this module
-imports no TensorFlow, so those errors come in well under a second. Then the chief alone writes
+Order matters: everything that can be wrong with the input (config, run directory, the backbone
+file and the weights to start from, data folders, bad images) is found before the engine starts
+and before any model is built, and this module imports no TensorFlow, so those errors come in
+well under a second. Then the chief alone writes
 into the run directory: the resolved config, the class list and the log here, then
 (`distxfer.train.session`) checkpoints, TensorBoard, evaluation reports and the trained model.
 """
@@ -21,9 +22,11 @@ from distxfer.atomic import write_bytes
 from distxfer.config import Config, config_differences, config_to_dict, dump_config
 from distxfer.data import DataSplits
 from distxfer.data.sharedlisting import agree_on_splits, load_splits_once
+from distxfer.data.weighting import describe_class_weights
 from distxfer.engines import Engine, create_engine, current_launch
 from distxfer.errors import ConfigError
 from distxfer.logs import log_to_file
+from distxfer.models.pretrained import check_model_sources
 from distxfer.runlock import LOCK_NAME, RunLock
 from distxfer.status import write_status
 from distxfer.train.state import Outcome
@@ -81,6 +84,7 @@ def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
     """Run (or resume) training on this process's engine; how it ended."""
     run_dir = Path(config.output.run_dir)
     resuming = check_run_dir(run_dir, config, allow_config_change=allow_config_change)
+    check_model_sources(config.model)
     launch = current_launch()  # rank 0 lists the data; the other ranks read what it found
     splits = load_splits_once(config.data, config.seed, rank=launch.rank, size=launch.size)
     engine = create_engine(config.engine)
@@ -151,10 +155,16 @@ def describe_splits(splits: DataSplits) -> str:
         )
         if split is not None
     ]
+    weights = splits.class_weights
     return (
         ", ".join(sizes)
         + " images"
         + (f"; {len(splits.skipped)} bad files skipped" if splits.skipped else "")
+        + (
+            f"; class weights {describe_class_weights(weights, splits.class_names)}"
+            if weights
+            else ""
+        )
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,16 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
         "val": write_tiny_images(root / "val", 5, seed=2),
         "test": write_tiny_images(root / "test", 7, seed=3),
     }
+
+
+@pytest.fixture(scope="session")
+def swapped_val(tiny_data, tmp_path_factory) -> Path:
+    """The validation images with their classes swapped round: as training learns the colours,
+    the validation loss rises (for early stopping)."""
+    root = tmp_path_factory.mktemp("swapped") / "val"
+    for name, other in zip(TINY_CLASSES, TINY_CLASSES[1:] + TINY_CLASSES[:1]):
+        shutil.copytree(tiny_data["val"] / name, root / other)
+    return root
 
 
 def tiny_overrides(data: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:

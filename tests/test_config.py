@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import zipfile
+
 import pytest
 import yaml
 
@@ -167,3 +171,75 @@ def test_trainable_is_parsed_once_and_kept():
     phase = load_config(None, ["phases=[{trainable: 'from:block5_conv1'}]"]).phases[0]
     assert phase.trainable_spec == TrainableSpec("from", layer="block5_conv1")
     assert phase.trainable_spec is phase.trainable_spec
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.global_batch=12", "data.batch_size=8"], "data.global_batch: must be a positive"),
+        (["data.class_weight=inverse"], "data.class_weight: 'inverse' is not balanced"),
+        (["data.class_weight={cat: -1}"], "data.class_weight.cat: must be a number 0 or more"),
+        (["data.class_weight={}"], "data.class_weight: the mapping is empty"),
+        (
+            ["phases=[{early_stopping: {metric: val_f1}}]"],
+            "phases.0.early_stopping.metric: 'val_f1'",
+        ),
+        (["phases=[{early_stopping: {patience: 0}}]"], "phases.0.early_stopping.patience: must be"),
+        (["model.backbone_layer=conv1"], "model.backbone_layer: only applies to a .keras backbone"),
+        (
+            ["model.backbone=team.keras", "data.image_size=[32, 32]"],
+            "model.backbone_layer: a .keras",
+        ),
+    ],
+)
+def test_new_keys_name_themselves_when_their_values_cannot_work(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, ["data.val_split=0.2", *overrides])
+
+
+def test_early_stopping_on_a_validation_metric_needs_validation_data():
+    with pytest.raises(ConfigError, match="phases.0.early_stopping.metric: val_loss needs valid"):
+        load_config(None, ["phases=[{early_stopping: {metric: val_loss}}]"])
+    config = load_config(None, ["phases=[{early_stopping: {metric: loss}}]"])
+    assert config.phases[0].early_stopping.patience == 3  # the documented defaults
+    assert config.phases[0].early_stopping.restore_best
+
+
+def test_a_keras_file_backbone_keeps_its_own_weights_not_imagenet():
+    with pytest.raises(ConfigError, match="model.weights: imagenet does not apply to a .keras"):
+        load_config(
+            None, ["model.backbone=team.keras", "model.backbone_layer=x", "data.image_size=[8, 8]"]
+        )
+
+
+def test_a_keras_file_backbone_gives_its_fixed_input_size_without_loading_keras(tmp_path):
+    path = keras_file(tmp_path / "team.keras", [None, 40, 48, 3])
+    config = load_config(
+        None, [f"model.backbone={path}", "model.backbone_layer=conv", "model.weights=null"]
+    )
+    assert config.data.image_size == [40, 48]
+    any_size = keras_file(tmp_path / "any.keras", [None, None, None, 3])
+    with pytest.raises(ConfigError, match=r"data.image_size: the .keras backbone .* takes any"):
+        load_config(
+            None, [f"model.backbone={any_size}", "model.backbone_layer=conv", "model.weights=null"]
+        )
+
+
+def keras_file(path, batch_shape) -> str:
+    """A file laid out as Keras 3 saves a model: a zip whose config.json describes it."""
+    config = {
+        "class_name": "Functional",
+        "config": {
+            "layers": [
+                {
+                    "class_name": "InputLayer",
+                    "name": "input",
+                    "config": {"batch_shape": batch_shape},
+                },
+                {"class_name": "Conv2D", "name": "conv", "config": {"name": "conv"}},
+            ]
+        },
+    }
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+    return str(path)

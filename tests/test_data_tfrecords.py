@@ -217,3 +217,12 @@ def test_val_split_on_records_without_a_validation_split_is_an_error(tmp_path):
     convert_to_tfrecords(str(tmp_path / "src"), str(tmp_path / "out"), shards=2)
     with pytest.raises(DataError, match="re-convert with --val-split"):
         load_splits(DataConfig(train_dir=str(tmp_path / "out"), val_split=0.2), seed=0)
+
+
+def test_record_splits_know_their_class_counts_for_balanced_weights(converted):
+    _, out, _ = converted
+    cfg = DataConfig(train_dir=str(out), class_weight="balanced", image_size=[4, 4])
+    splits = load_splits(cfg, seed=0)
+    counts = splits.train.class_counts(3)
+    assert list(counts) == [6, 4, 4]  # 7, 5 and 5 images, 20% of each held out
+    assert splits.class_weights == pytest.approx(tuple(14 / (3 * c) for c in counts))

@@ -19,6 +19,7 @@ import pytest
 from conftest import REPO, cli_env
 
 from distxfer import launchers
+from distxfer.checkpoint import CheckpointStore
 from distxfer.launchers import ProcessSpec
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
@@ -160,8 +161,6 @@ def test_only_rank_zero_writes_a_run_directory(kind, tiny_data, tmp_path):
 
 @pytest.mark.parametrize("kind", ENGINES)
 def test_a_resumed_two_worker_run_restores_the_same_state_everywhere(kind, tiny_data, tmp_path):
-    from distxfer.checkpoint import CheckpointStore
-
     overrides = worker_overrides(tiny_data, 4, kind, "output.stop_check_steps=2")
     first = run_workers(
         kind, tmp_path / "first", tmp_path / "runs", [*overrides, "max_train_seconds=0.001"]
@@ -216,3 +215,43 @@ def test_horovod_fp16_gradient_compression_keeps_ranks_identical(tiny_data, refe
     for got, want in zip(first, weights(reference)):  # float16 on the wire: close, not bit-equal
         np.testing.assert_allclose(got, want, atol=5e-3)
     assert_trained(dumps[0])
+
+
+def test_one_worker_accumulating_two_micro_batches_trains_like_two_workers(tiny_data, tmp_path):
+    accumulating = worker_overrides(tiny_data, 4, "single", "data.global_batch=8")
+    (one,) = run_workers("single", tmp_path / "one", tmp_path / "runs1", accumulating)
+    two = run_workers("horovod-gloo", tmp_path / "two", tmp_path / "runs2", accumulating)
+    assert sorted(one["ids"].tolist()) == sorted(np.concatenate([d["ids"] for d in two]).tolist())
+    for got, want in zip(weights(one), weights(two[0])):
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg="accumulation changed training")
+    assert_trained(one)
+
+
+def test_a_run_resumes_on_twice_the_workers_with_half_the_accumulation(
+    tiny_data, reference, tmp_path
+):
+    overrides = worker_overrides(tiny_data, 4, "single", "data.global_batch=8")
+    stop_early = [*overrides, "output.stop_check_steps=2", "max_train_seconds=0.001"]
+    (first,) = run_workers("single", tmp_path / "first", tmp_path / "runs", stop_early)
+    assert str(first["outcome"]) == "time"
+    checkpoints = tmp_path / "runs" / "rank0" / "checkpoints"
+    store = CheckpointStore(checkpoints, keep=3, best_metric="", writer=False)
+    assert store.latest().state.position.step == 2  # mid-epoch, after 2 accumulating steps
+    resumed = run_workers("horovod-gloo", tmp_path / "second", tmp_path / "runs", overrides)
+    for got, want in zip(weights(resumed[0]), weights(reference)):  # reference: 1 worker, batch 8
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg="the resumed run diverged")
+
+
+def test_every_rank_stops_early_at_the_same_epoch(tiny_data, swapped_val, tmp_path):
+    rule = "early_stopping: {metric: val_loss, patience: 1}"
+    overrides = worker_overrides(
+        tiny_data,
+        4,
+        "horovod",
+        f"data.val_dir={swapped_val}",
+        f"phases=[{{name: a, epochs: 6, trainable: all, learning_rate: 0.05, {rule}}}]",
+    )
+    dumps = run_workers("horovod-gloo", tmp_path / "report", tmp_path / "runs", overrides)
+    assert {len(d["ids"]) for d in dumps} == {72}  # 2 of 6 epochs: 2 x 72 samples over 2 ranks
+    for a, b in zip(weights(dumps[0]), weights(dumps[1])):
+        assert np.array_equal(a, b)

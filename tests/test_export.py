@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 
 from distxfer.config.schema import Config, DataConfig, HeadConfig, ModelConfig
-from distxfer.export import export_keras, export_savedmodel, sidecar_path
-from distxfer.models import build_model, probability_model
+from distxfer.errors import ConfigError
+from distxfer.export import export_backbone, export_keras, export_savedmodel, sidecar_path
+from distxfer.models import build_model, feature_model, probability_model
 
 CLASSES = ["cat", "dog", "fox"]
 # The run's config, as the exports see it (only the backbone and color mode are recorded).
@@ -112,3 +113,29 @@ def test_export_under_mixed_precision_outputs_float32(tmp_path):
     finally:
         keras.config.set_dtype_policy("float32")
     assert reloaded(images()).dtype == "float32"
+
+
+def test_backbone_export_serves_features_and_transfers_as_file_or_weights(model, tmp_path):
+    weights, keras_file, sidecar = export_backbone(model, tmp_path, config=CONFIG)
+    assert (weights.name, keras_file.name, sidecar.name) == (
+        "backbone.weights.h5",
+        "backbone.keras",
+        "backbone.json",
+    )
+    x = images()
+    expected = feature_model(model)(x, training=False)
+    np.testing.assert_allclose(keras.models.load_model(keras_file)(x), expected, rtol=1e-5)
+    info = json.loads(sidecar.read_text())
+    assert info["use_as"]["model.backbone_layer"] == "backbone"
+    as_file = ModelConfig(backbone=str(keras_file), backbone_layer="backbone", weights=None)
+    rebuilt = build_model(as_file, num_classes=2, image_size=(32, 32), channels=3)
+    np.testing.assert_allclose(feature_model(rebuilt)(x, training=False), expected, rtol=1e-5)
+    as_weights = ModelConfig(backbone="vgg16", weights=str(weights))
+    reloaded = build_model(as_weights, num_classes=4, image_size=(32, 32), channels=3)
+    np.testing.assert_allclose(feature_model(reloaded)(x, training=False), expected, rtol=1e-5)
+
+
+def test_the_mlp_has_no_backbone_to_export(tmp_path):
+    mlp = build_model(MLP_CONFIG.model, num_classes=3, image_size=(28, 28), channels=1)
+    with pytest.raises(ConfigError, match="the mlp model has no backbone"):
+        export_backbone(mlp, tmp_path, config=MLP_CONFIG)

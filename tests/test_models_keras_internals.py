@@ -46,3 +46,12 @@ def test_a_layer_stops_receiving_training_once_told_to():
     assert keras_internals.receives_training(layer) is True
     keras_internals.stop_passing_training(layer)
     assert keras_internals.receives_training(layer) is False
+
+
+def test_output_where_called_is_the_outer_graphs_tensor():
+    inner = keras.Input((8, 8, 3))
+    base = keras.Model(inner, keras.layers.Conv2D(2, 3)(inner), name="base")
+    image = keras.Input((8, 8, 3))
+    outer = keras.Model(image, keras.layers.Flatten()(base(keras.layers.Rescaling(2.0)(image))))
+    cut = keras.Model(image, keras_internals.output_where_called(outer.get_layer("base")))
+    assert [layer.name for layer in cut.layers][1:] == [outer.layers[1].name, "base"]

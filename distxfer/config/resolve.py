@@ -3,7 +3,9 @@
 `load_config` runs it between typing and checking, so everything after sees final values:
 unnamed phases get `phase1`, `phase2`, ...; `model.weights` spelled `none` (YAML reads it as a
 string) or `ImageNet` becomes None or `imagenet`; a null `data.image_size` becomes the
-backbone's native size. Pure Python: the backbone table imports no TensorFlow.
+backbone's native size: from the backbone table, or for a `.keras` backbone the fixed input size
+in the file's `config.json` (read as JSON, without loading the model). Pure Python: neither the
+backbone table nor the file reader imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from distxfer.config.schema import Config
 from distxfer.errors import ConfigError
 from distxfer.models.backbones import resolve_backbone
+from distxfer.models.kerasfile import read_keras_file
 
 
 def resolve(config: Config) -> Config:
@@ -26,7 +29,15 @@ def resolve(config: Config) -> Config:
     if not model.backbone.strip():
         return config  # check() names the key
     spec = resolve_backbone(model.backbone)  # an unknown name stops here, with a did-you-mean
-    if config.data.image_size is None:
+    if config.data.image_size is None and spec.path is not None:
+        size = read_keras_file(spec.path).image_size
+        if size is None:
+            raise ConfigError(
+                f"data.image_size: the .keras backbone {spec.path} takes any image size; set"
+                " [height, width]"
+            )
+        config.data.image_size = list(size)
+    elif config.data.image_size is None:
         if spec.default_size is None:
             raise ConfigError(
                 f"data.image_size: the {spec.name} model has no native size; set [height, width]"

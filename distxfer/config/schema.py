@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from distxfer.errors import ConfigError
+from distxfer.models.backbones import is_model_file
 
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 
@@ -108,6 +109,10 @@ class DataConfig:
     color_mode: Literal["rgb", "grayscale"] = "rgb"
     # per replica (per GPU / per worker thread); global = batch_size x replicas
     batch_size: int = 32
+    # images per optimizer step whatever the hardware: batch_size x replicas x accumulation
+    global_batch: int | None = None
+    # "balanced" (inverse class frequency, normalised) or {class_name: weight}; null = none
+    class_weight: str | dict[str, float] | None = None
     shuffle: bool = True
     cache: Literal["none", "memory", "disk"] = "none"  # decoded, resized images
     scan: Literal["quick", "full", "off"] = "quick"  # look for bad files before training
@@ -134,6 +139,13 @@ class DataConfig:
 
     def check(self, key: str) -> None:
         _require(self.batch_size >= 1, f"{key}.batch_size", "must be at least 1")
+        if self.global_batch is not None:
+            _require(
+                self.global_batch >= 1 and self.global_batch % self.batch_size == 0,
+                f"{key}.global_batch",
+                f"must be a positive multiple of data.batch_size ({self.batch_size})",
+            )
+        self._check_class_weight(f"{key}.class_weight")
         _require(0 <= self.val_split < 1, f"{key}.val_split", "must be a fraction in [0, 1)")
         _require(
             not (self.val_dir and self.val_split),
@@ -163,6 +175,25 @@ class DataConfig:
             )
         self.augment.check(f"{key}.augment")
 
+    def _check_class_weight(self, key: str) -> None:
+        weights = self.class_weight
+        if isinstance(weights, str):
+            _require(
+                weights == "balanced",
+                key,
+                f"{weights!r} is not balanced; give balanced, a mapping {{class_name: weight}}"
+                " or null",
+            )
+        elif isinstance(weights, dict):
+            _require(bool(weights), key, "the mapping is empty; name at least one class")
+            for name, value in weights.items():
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                _require(
+                    ok and math.isfinite(value) and value >= 0,
+                    f"{key}.{name}",
+                    f"must be a number 0 or more, got {value!r}",
+                )
+
 
 @dataclass
 class HeadConfig:
@@ -181,9 +212,13 @@ class HeadConfig:
 class ModelConfig:
     """The backbone, where its weights come from, and the head."""
 
-    backbone: str = "MobileNetV2"  # any keras.applications name (case and _ ignored), or "mlp"
-    weights: str | None = "imagenet"  # "imagenet", null/"none", or a path to a weights file
+    # any keras.applications name (case and _ ignored), "mlp", or a path to a .keras model
+    backbone: str = "MobileNetV2"
+    # "imagenet", null/"none", a weights file, or a distxfer run directory (RUN_DIR[:best])
+    weights: str | None = "imagenet"
     backbone_args: dict[str, Any] = field(default_factory=dict)  # e.g. {alpha: 0.35}
+    backbone_layer: str | None = None  # .keras backbone: the layer whose output is the features
+    safe_mode: bool = True  # .keras backbone: Keras safe mode; false allows Lambda layers
     batchnorm: Literal["frozen", "train"] = "frozen"  # frozen = inference mode, as Keras advises
     rescale: float = 1.0 / 255.0  # input scaling for the "mlp" model (backbones use their own)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -193,7 +228,65 @@ class ModelConfig:
             bool(self.backbone.strip()), f"{key}.backbone", "must name a backbone, e.g. ResNet50"
         )
         _require(self.rescale > 0, f"{key}.rescale", "must be positive")
+        if is_model_file(self.backbone):
+            _require(
+                bool(self.backbone_layer),
+                f"{key}.backbone_layer",
+                f"a .keras backbone ({self.backbone}) needs the name of the layer whose output"
+                " is the feature map",
+            )
+            _require(
+                not self.backbone_args,
+                f"{key}.backbone_args",
+                "a .keras backbone takes none (its architecture is in the file); remove them",
+            )
+            _require(
+                self.weights != "imagenet",
+                f"{key}.weights",
+                "imagenet does not apply to a .keras backbone, whose weights come from the file;"
+                " set model.weights: null (keep them) or a run directory or weights file",
+            )
+        else:
+            _require(
+                self.backbone_layer is None,
+                f"{key}.backbone_layer",
+                "only applies to a .keras backbone (model.backbone: path/to/model.keras)",
+            )
         self.head.check(f"{key}.head")
+
+
+EARLY_STOPPING_METRICS = (
+    "val_loss",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_top5_accuracy",
+    "loss",
+    "accuracy",
+)
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """Stop a phase when `metric` has not improved by more than `min_delta` for `patience`
+    epochs; with `restore_best` the phase ends on the weights of its best epoch."""
+
+    metric: str = "val_loss"  # lower is better for a loss, higher for anything else
+    patience: int = 3  # epochs without improvement before the phase stops
+    min_delta: float = 0.0  # smaller changes do not count as improvement
+    restore_best: bool = True
+
+    def check(self, key: str) -> None:
+        _require(
+            self.metric in EARLY_STOPPING_METRICS,
+            f"{key}.metric",
+            f"{self.metric!r} is not one of {', '.join(EARLY_STOPPING_METRICS)}",
+        )
+        _require(self.patience >= 1, f"{key}.patience", "must be at least 1 epoch")
+        _require(
+            self.min_delta >= 0 and math.isfinite(self.min_delta),
+            f"{key}.min_delta",
+            "must be 0 or more",
+        )
 
 
 @dataclass
@@ -218,6 +311,7 @@ class PhaseConfig:
     step_factor: float = 0.1
     label_smoothing: float = 0.0
     clipnorm: float | None = None
+    early_stopping: EarlyStoppingConfig | None = None  # null = run every epoch
 
     def check(self, key: str) -> None:
         _require(self.epochs >= 1, f"{key}.epochs", "must be at least 1")
@@ -250,6 +344,8 @@ class PhaseConfig:
             self.trainable_spec  # noqa: B018 - parsing is the check
         except ConfigError as exc:
             raise ConfigError(f"{key}.trainable: {exc}") from None
+        if self.early_stopping is not None:
+            self.early_stopping.check(f"{key}.early_stopping")
 
     @cached_property
     def trainable_spec(self) -> TrainableSpec:
@@ -353,8 +449,16 @@ class Config:
         self.model.check("model")
         names = [p.name for p in self.phases]
         _require(len(names) == len(set(names)), "phases", "phase names must be unique")
+        has_val = bool(self.data.val_dir or self.data.val_split)
         for i, phase in enumerate(self.phases):
             phase.check(f"phases.{i}")
+            stopping = phase.early_stopping
+            _require(
+                stopping is None or has_val or not stopping.metric.startswith("val_"),
+                f"phases.{i}.early_stopping.metric",
+                f"{stopping and stopping.metric} needs validation data; set data.val_dir or"
+                " data.val_split, or watch loss or accuracy",
+            )
         self.engine.check("engine")
         self.output.check("output")
         every, spe = self.output.checkpoint_every_steps, self.steps_per_execution

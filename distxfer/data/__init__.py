@@ -14,7 +14,7 @@ splitting; no TensorFlow). What builds tf.data pipelines is imported from its ow
 from __future__ import annotations
 
 from distxfer.data.inspection import InspectReport, inspect_folder, render_report
-from distxfer.data.layout import Batching
+from distxfer.data.layout import Batching, make_batching
 from distxfer.data.load import describe_bad_files, load_splits
 from distxfer.data.recordmeta import is_record_folder
 from distxfer.data.scan import quick_scan
@@ -32,6 +32,7 @@ __all__ = [
     "inspect_folder",
     "is_record_folder",
     "load_splits",
+    "make_batching",
     "quick_scan",
     "render_report",
 ]

@@ -5,6 +5,11 @@ step count (for learning-rate schedules) before TensorFlow starts. For a folder 
 epoch has ceil(N / global batch) steps. A record split is read file by file, so its step
 count is set by the pipeline with the most records and can change from epoch to epoch as
 the files are reshuffled; `Split.epoch_steps` gives it for any epoch.
+
+With `data.global_batch`, a global step covers that many samples whatever the hardware: each
+replica accumulates gradients over `accumulation` micro-batches of `data.batch_size` before the
+one optimizer update, so N = batch_size x replicas x accumulation and step k covers the same
+samples on 1 worker accumulating 2 micro-batches as on 2 workers accumulating 1.
 """
 
 from __future__ import annotations
@@ -16,25 +21,47 @@ import numpy as np
 
 from distxfer.config.schema import DataConfig
 from distxfer.data.plan import EpochPlan, plan_epoch, plan_file_shards
-from distxfer.errors import DataError
+from distxfer.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
 class Batching:
     """Batch sizes and this process's place among the input pipelines."""
 
-    per_replica_batch: int
+    per_replica_batch: int  # one micro-batch of one replica
     replicas_per_pipeline: int
     num_pipelines: int
     pipeline: int = 0
+    accumulation: int = 1  # micro-batches each replica adds up before one optimizer step
 
     @property
     def per_pipeline(self) -> int:
-        return self.per_replica_batch * self.replicas_per_pipeline
+        """Samples one pipeline feeds per global step."""
+        return self.per_replica_batch * self.replicas_per_pipeline * self.accumulation
 
     @property
     def global_batch(self) -> int:
+        """Samples per global (optimizer) step."""
         return self.per_pipeline * self.num_pipelines
+
+
+def make_batching(
+    cfg: DataConfig, replicas_per_pipeline: int, num_pipelines: int, pipeline: int = 0
+) -> Batching:
+    """This process's batching for `cfg`: the accumulation that makes `data.global_batch` (when
+    set) out of `data.batch_size` on this many replicas."""
+    replicas = replicas_per_pipeline * num_pipelines
+    per_step = cfg.batch_size * replicas
+    accumulation = 1
+    if cfg.global_batch is not None:
+        if cfg.global_batch % per_step:
+            raise ConfigError(
+                f"data.global_batch: {cfg.global_batch} is not a multiple of data.batch_size x"
+                f" replicas = {cfg.batch_size} x {replicas} = {per_step}; set it to a multiple of"
+                f" {per_step}, or change data.batch_size"
+            )
+        accumulation = cfg.global_batch // per_step
+    return Batching(cfg.batch_size, replicas_per_pipeline, num_pipelines, pipeline, accumulation)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Everything that can be wrong with a dataset is found here, in plain Python and w
 importing TensorFlow (this runs before the distributed engine starts): missing or empty
 folders, classes that differ between splits, a validation split that leaves a class empty,
 and image files the pipeline could not decode. Bad files stop the run with a list of them
-(`data.bad_files=error`) or are dropped and logged (`data.bad_files=skip`).
+(`data.bad_files=error`) or are dropped and logged (`data.bad_files=skip`). The per-class loss
+weights (`data.class_weight`) follow from the training split's class counts, so they are found
+here too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from distxfer.data.recordmeta import is_record_folder, read_meta, record_split
 from distxfer.data.scan import quick_scan
 from distxfer.data.scancache import cache_file, cached_quick_scan
 from distxfer.data.splits import BadFile, DataSplits, Split
+from distxfer.data.weighting import class_weights
 from distxfer.errors import DataError
 
 log = logging.getLogger("distxfer.data")
@@ -65,7 +68,13 @@ def load_splits(cfg: DataConfig, seed: int, *, need_train: bool = True) -> DataS
     if not need_train:
         splits["train"] = None
     splits, skipped = _drop_bad_files(cfg, splits, class_names)
-    return DataSplits(class_names, splits["train"], splits["val"], splits["test"], tuple(skipped))
+    train = splits["train"]
+    weights = None
+    if train is not None:
+        weights = class_weights(cfg.class_weight, class_names, train.class_counts(len(class_names)))
+    return DataSplits(
+        class_names, train, splits["val"], splits["test"], tuple(skipped), class_weights=weights
+    )
 
 
 def _load_train_dir(cfg: DataConfig, seed: int) -> tuple[tuple[str, ...], dict[str, Split | None]]:

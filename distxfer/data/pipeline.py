@@ -3,8 +3,8 @@
 Every batch is `{"image": uint8 [B, H, W, C], "label": int32 [B], "weight": float32 [B],
 "id": int64 [B]}`. Images stay uint8 up to the model, which casts and preprocesses them
 itself (4x less host-to-device traffic than float32). `weight` is 0 for padding entries, so
-every pipeline yields exactly `steps * replicas_per_pipeline` full batches and sums over
-workers stay exact; `id` is the sample's index in its split.
+every pipeline yields exactly `steps * replicas_per_pipeline * accumulation` full batches and
+sums over workers stay exact; `id` is the sample's index in its split.
 
 The split supplies its entries (`Split.source`, one reader per input kind, in
 `distxfer.data.sources`); this module decodes, sizes, augments and batches them alike for every
@@ -46,7 +46,7 @@ def train_dataset(
     """This pipeline's shuffled, augmented batches of one epoch from `start_step` on.
 
     Returns the dataset and the number of global steps it covers (the same on every
-    pipeline); the dataset yields exactly steps * replicas_per_pipeline batches.
+    pipeline); the dataset yields exactly steps * replicas_per_pipeline * accumulation batches.
     """
     reading = Reading(cfg, seed, epoch, training=True, start_step=start_step, cache_dir=cache_dir)
     entries, steps = split.source(batching, reading)

@@ -4,9 +4,11 @@ An epoch's order is one global permutation of the sample indices (seeded by seed
 padded to a whole number of global batches and dealt round-robin to the input pipelines
 (one per worker process). A pipeline batches its share by the per-replica batch size, and a
 strategy hands consecutive batches to its local replicas, so global step k always covers
-positions [k*G, (k+1)*G) of the global order, whatever the number of workers. That is what
-makes 1 worker and 2 workers at the same global batch G take identical steps, lets a resumed
-run skip exactly the steps already taken, and gives every worker the same number of steps.
+positions [k*G, (k+1)*G) of the global order, whatever the number of workers (with gradient
+accumulation, G counts every micro-batch of the step: a pipeline's share of a step is its
+replicas' micro-batches, one after another). That is what makes 1 worker and 2 workers at the
+same global batch G take identical steps, lets a resumed run skip exactly the steps already
+taken, and gives every worker the same number of steps.
 
 Padding entries repeat a real sample so shapes stay static, with weight 0. Training weights of
 the last, partial step are scaled by G / real_count, so the loss (sum of weight * loss / G) is the

@@ -209,6 +209,7 @@ class DataSplits:
     val: Split | None = None
     test: Split | None = None
     skipped: tuple[BadFile, ...] = field(default=())
+    class_weights: tuple[float, ...] | None = None  # loss weight per class (data.class_weight)
 
     @property
     def num_classes(self) -> int:

@@ -11,17 +11,28 @@ backbone wants its pixels preprocessed:
 - "none": the backbone preprocesses inside itself (EfficientNet, EfficientNetV2, ConvNeXt,
   MobileNetV3); it takes raw 0..255 pixels
 - "rescale": the custom `mlp` model, x * model.rescale
+
+`model.backbone` may also be the path of a `.keras` model (`is_model_file`): a team's own model,
+cut at `model.backbone_layer`. Its spec is made from the path alone (no file is read here); it
+gets raw 0..255 float32 pixels ("none"), so its own preprocessing is whatever layers it holds.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from typing import Literal
 
 from distxfer.errors import ConfigError
 
 PreprocessMode = Literal["tf", "torch", "caffe", "none", "rescale"]
+MODEL_FILE_SUFFIX = ".keras"
+
+
+def is_model_file(backbone: str) -> bool:
+    """Whether `model.backbone` names a `.keras` model file rather than a built-in backbone."""
+    return backbone.strip().endswith(MODEL_FILE_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -33,10 +44,16 @@ class BackboneSpec:
     preprocess: PreprocessMode
     default_size: int | None  # input size its ImageNet weights were trained at; None for mlp
     min_size: int  # smallest height or width the architecture accepts
+    path: str | None = None  # a .keras model file: its path, as the config gives it
 
     @property
     def is_keras_application(self) -> bool:
         return self.module is not None
+
+    @property
+    def has_backbone(self) -> bool:
+        """A keras.applications model or a model file (everything but the mlp)."""
+        return self.module is not None or self.path is not None
 
 
 def _specs() -> list[BackboneSpec]:
@@ -84,7 +101,12 @@ def backbone_names() -> list[str]:
 
 
 def resolve_backbone(name: str) -> BackboneSpec:
-    """The backbone called `name`, ignoring case, `_` and `-` (`mobilenet_v2` is MobileNetV2)."""
+    """The backbone called `name`, ignoring case, `_` and `-` (`mobilenet_v2` is MobileNetV2),
+    or the `.keras` file `name` (its native size comes from `distxfer.models.kerasfile`)."""
+    if is_model_file(name):
+        path = name.strip()
+        stem = os.path.basename(path)[: -len(MODEL_FILE_SUFFIX)]
+        return BackboneSpec(stem or "model", None, "none", None, 1, path=path)
     spec = BACKBONES.get(_key(name))
     if spec is not None:
         return spec

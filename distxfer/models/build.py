@@ -3,10 +3,11 @@
     model = build_model(cfg.model, num_classes=5, image_size=(224, 224), channels=3)
 
 Layers, by name: "image" (uint8 input), "preprocess_*" (fixed, see `preprocess`), "backbone"
-(the headless keras.applications model, nested as one layer), "head_pool", "head_hidden",
-"head_dropout", and "logits" (float32 under mixed precision). The custom `mlp` model has
-"preprocess_scale", "head_flatten" and the same head layers (`head.pooling` does not apply),
-and no backbone.
+(the headless keras.applications model, or the cut model of a `.keras` backbone file, nested as
+one layer), "head_pool", "head_hidden", "head_dropout", and "logits" (float32 under mixed
+precision). The custom `mlp` model has "preprocess_scale", "head_flatten" and the same head
+layers (`head.pooling` does not apply), and no backbone. With `model.weights: RUN_DIR` the
+backbone's weights are copied from that run's checkpoint once the classifier is built.
 
 With `model.batchnorm: frozen` the backbone runs in inference mode even in a training step:
 BatchNorm normalizes with its moving statistics (and they stay put) while the backbone is
@@ -25,7 +26,8 @@ from distxfer.errors import ConfigError, DataError
 from distxfer.models import keras_internals
 from distxfer.models.backbones import BackboneSpec, resolve_backbone
 from distxfer.models.preprocess import apply_preprocessing
-from distxfer.models.weights import create_backbone
+from distxfer.models.pretrained import weights_source
+from distxfer.models.weights import create_backbone, load_run_backbone
 
 BACKBONE = "backbone"
 LOGITS = "logits"
@@ -43,11 +45,10 @@ def build_model(
     height, width = (int(v) for v in image_size)
     _check_inputs(spec, model_cfg, num_classes, (height, width), channels)
     image = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
-    x = apply_preprocessing(image, spec.preprocess, model_cfg.rescale)
-    if spec.is_keras_application:
-        backbone = create_backbone(
-            spec, model_cfg.weights, model_cfg.backbone_args, (height, width, channels)
-        )
+    if spec.has_backbone:
+        backbone = create_backbone(spec, model_cfg, (height, width, channels))
+        takes_uint8 = spec.path is not None and backbone.inputs[0].dtype == "uint8"
+        x = image if takes_uint8 else apply_preprocessing(image, spec.preprocess)
         if model_cfg.batchnorm == "frozen":
             x = backbone(x, training=False)
             _keep_inference_mode(backbone)
@@ -55,9 +56,14 @@ def build_model(
             x = backbone(x)
         x = _pooling(model_cfg.head.pooling)(x)
     else:
+        x = apply_preprocessing(image, spec.preprocess, model_cfg.rescale)
         x = keras.layers.Flatten(name="head_flatten")(x)
     logits = _head(x, model_cfg.head, num_classes)
-    return keras.Model(image, logits, name=f"{spec.name.lower()}_classifier")
+    model = keras.Model(image, logits, name=f"{_name(spec)}_classifier")
+    source = weights_source(model_cfg.weights)
+    if source.kind == "run":
+        load_run_backbone(model, source)
+    return model
 
 
 def backbone_of(model: keras.Model) -> keras.Model | None:
@@ -66,6 +72,14 @@ def backbone_of(model: keras.Model) -> keras.Model | None:
         if layer.name == BACKBONE and isinstance(layer, keras.Model):
             return layer
     return None
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """The classifier's layers from its uint8 input to the backbone's feature map (shared)."""
+    if backbone_of(model) is None:
+        raise ConfigError("model.backbone: the mlp model has no backbone features")
+    backbone = keras_internals.output_where_called(model.get_layer(BACKBONE))
+    return keras.Model(model.input, backbone, name="features")
 
 
 def batchnorm_frozen(model: keras.Model) -> bool:
@@ -134,7 +148,7 @@ def _check_inputs(
         raise DataError(
             f"found {num_classes} class(es); a classifier needs at least 2 class folders"
         )
-    if not spec.is_keras_application:
+    if not spec.has_backbone:
         if model_cfg.weights is not None:
             raise ConfigError(
                 f"model.weights: the mlp model has no pretrained weights ({model_cfg.weights!r}); "
@@ -142,7 +156,7 @@ def _check_inputs(
             )
         if model_cfg.backbone_args:
             raise ConfigError("model.backbone_args: the mlp model takes none; remove them")
-    elif channels != 3:
+    elif spec.is_keras_application and channels != 3:
         raise ConfigError(
             f"data.color_mode: {spec.name} needs 3-channel images but got {channels}; "
             "use color_mode: rgb (grayscale files are converted) or backbone: mlp"
@@ -154,6 +168,11 @@ def _check_inputs(
             f"{spec.min_size}x{spec.min_size}; use at least [{spec.min_size}, {spec.min_size}]"
             f"{native}"
         )
+
+
+def _name(spec: BackboneSpec) -> str:
+    """A model name Keras accepts (a file's stem may hold any character)."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in spec.name.lower())
 
 
 def _pooling(kind: str) -> keras.Layer:

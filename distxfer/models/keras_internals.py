@@ -82,3 +82,14 @@ def fresh_layer_names() -> Iterator[None]:
         yield
     finally:
         global_state.set_global_attribute("object_name_uids", saved)
+
+
+def output_where_called(layer: keras.Layer) -> keras.KerasTensor:
+    """The output of `layer` in the graph that first called it, also for a nested model (whose
+    own `output` is the output of its inner graph instead)."""
+    # Not private, but around an override: keras.Operation.output (the output of the first
+    # call, in Keras 3.0.0 to 3.15.1), which Functional shadows with its inner graph's outputs.
+    # Fails if Keras changes it:
+    #   test_models_keras_internals.py::test_output_where_called_is_the_outer_graphs_tensor
+    #   test_export.py::test_backbone_export_serves_features_and_transfers_as_file_or_weights
+    return keras.Operation.output.fget(layer)

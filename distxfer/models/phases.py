@@ -5,12 +5,16 @@
 - top:N: the last N backbone layers *that have weights* learn (weightless layers such as
   activations, padding and pooling are not counted, so N means the same thing across families;
   BatchNorm layers are counted, even when they stay frozen as described below).
-- from:LAYER: backbone layer LAYER and every layer after it in `backbone.layers` learn.
+- from:LAYER: backbone layer LAYER and every layer after it learn.
 
-The head always learns and the fixed preprocessing never does. BatchNormalization layers in the
-unfrozen part stay frozen (Keras's fine-tuning advice: their statistics came from far more data
-than the new task has) unless the phase sets `train_batchnorm`, or the model was built with
-`model.batchnorm: train` (a backbone trained from scratch needs its BatchNorm to learn). With
+Backbone layers are counted in `leaf_layers` order: a model nested in the backbone (a `.keras`
+backbone that holds a keras.applications model, say) is walked into, so `top:N` and
+`from:LAYER` reach its layers as they reach a keras.applications backbone's. The head always
+learns and the fixed preprocessing (layers named `preprocess*`, at any depth) never does.
+BatchNormalization layers in the unfrozen part stay frozen (Keras's fine-tuning advice: their
+statistics came from far more data than the new task has) unless the phase sets
+`train_batchnorm`, or the model was built with `model.batchnorm: train` (a backbone trained from
+scratch needs its BatchNorm to learn). With
 `model.batchnorm: frozen` BatchNorm runs in inference mode whatever its trainable flag, so
 `train_batchnorm` then learns gamma and beta while the moving statistics stay put.
 
@@ -54,21 +58,23 @@ class TrainableSummary:
 def apply_phase(model: keras.Model, phase: PhaseConfig) -> TrainableSummary:
     """Set `trainable` on every layer of a `build_model` model for `phase`."""
     backbone = backbone_of(model)
-    start = _start_index(backbone, phase)
+    layers = [] if backbone is None else list(leaf_layers(backbone))
+    start = _start_index(None if backbone is None else layers, phase)
 
     model.trainable = True  # sets every nested layer; the lines below narrow it down
-    for layer in model.layers:
-        if is_preprocessing_layer(layer):
-            layer.trainable = False
     first = None  # the first backbone layer that learns, for the summary
     if backbone is not None:
         train_bn = phase.train_batchnorm or not batchnorm_frozen(model)
-        for i, layer in enumerate(backbone.layers):
+        for i, layer in enumerate(layers):
             is_bn = isinstance(layer, keras.layers.BatchNormalization)
             layer.trainable = i >= start and (train_bn or not is_bn)
-        if start >= len(backbone.layers):
+        if start >= len(layers):
             backbone.trainable = False
-        learning = (layer.name for layer in backbone.layers[start:] if layer.trainable_weights)
+    for layer in leaf_layers(model):
+        if is_preprocessing_layer(layer):
+            layer.trainable = False
+    if backbone is not None:
+        learning = (layer.name for layer in layers[start:] if layer.trainable_weights)
         first = next(learning, None)
     return _summary(model, phase, first)
 
@@ -77,21 +83,22 @@ def check_phases(model: keras.Model, phases: Sequence[PhaseConfig]) -> None:
     """Raise the ConfigError `apply_phase` would raise for any of `phases`, changing nothing:
     layer names need the built model, and a typo in a later phase must not wait for it."""
     backbone = backbone_of(model)
+    layers = None if backbone is None else list(leaf_layers(backbone))
     for phase in phases:
-        _start_index(backbone, phase)
+        _start_index(layers, phase)
 
 
-def _start_index(backbone: keras.Model | None, phase: PhaseConfig) -> int:
-    """The index of the first backbone layer that learns in `phase` (0 without a backbone)."""
+def _start_index(layers: list[keras.Layer] | None, phase: PhaseConfig) -> int:
+    """The index of the first backbone layer that learns in `phase` (0 without a backbone:
+    `layers` is None)."""
     key = f"phases.{phase.name}.trainable" if phase.name else "phase.trainable"
     spec = phase.trainable_spec
-    if backbone is None and spec.kind not in ("head", "all"):
+    if layers is None and spec.kind not in ("head", "all"):
         raise ConfigError(f"{key}: the mlp model has no backbone layers to choose; use head or all")
-    return 0 if backbone is None else _first_trainable_index(backbone, spec, key)
+    return 0 if layers is None else _first_trainable_index(layers, spec, key)
 
 
-def _first_trainable_index(backbone: keras.Model, spec: TrainableSpec, key: str) -> int:
-    layers = backbone.layers
+def _first_trainable_index(layers: list[keras.Layer], spec: TrainableSpec, key: str) -> int:
     if spec.kind == "head":
         return len(layers)
     if spec.kind == "all":

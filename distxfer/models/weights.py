@@ -1,9 +1,11 @@
-"""Backbones with their starting weights: ImageNet, random, or a local file; and saving them.
+"""Backbones with their starting weights: ImageNet, random, a local file or a run; saving them.
 
-`model.weights` is "imagenet" (Keras downloads the notop weights once into its cache, under
-KERAS_HOME, default ~/.keras/models), None (random init), or the path of a weights file: a
-`.weights.h5` written by `save_backbone_weights` from a backbone of the same architecture and
-`backbone_args`, or Keras's own notop `.h5`. Compute nodes without internet use ImageNet
+`model.weights` (see `distxfer.models.pretrained`) is "imagenet" (Keras downloads the notop
+weights once into its cache, under KERAS_HOME, default ~/.keras/models), None (random init, or a
+`.keras` backbone's own weights), the path of a weights file (a `.weights.h5` written by
+`save_backbone_weights` from a backbone of the same architecture and `backbone_args`, or Keras's
+own notop `.h5`), or a distxfer run directory, whose checkpoint's backbone arrays
+`load_run_backbone` copies into the built classifier. Compute nodes without internet use ImageNet
 weights that `prefetch_weights` put into a shared KERAS_HOME beforehand.
 """
 
@@ -19,9 +21,17 @@ from typing import Any
 import keras
 
 from distxfer.atomic import replacing
-from distxfer.errors import ConfigError, DistxferError
+from distxfer.config.schema import ModelConfig
+from distxfer.errors import ConfigError, DistxferError, one_line
 from distxfer.models import keras_internals
 from distxfer.models.backbones import BackboneSpec, backbone_names, resolve_backbone
+from distxfer.models.filebackbone import load_file_backbone
+from distxfer.models.pretrained import (
+    WeightsSource,
+    require_weights_file,
+    run_checkpoint,
+    weights_source,
+)
 
 # Constructor arguments distxfer sets itself; a user may pass any other one via backbone_args.
 _MANAGED_ARGS = {
@@ -46,25 +56,53 @@ class _DownloadFailed(ConfigError):
 
 
 def create_backbone(
-    spec: BackboneSpec,
-    weights: str | None,
-    backbone_args: Mapping[str, Any],
-    input_shape: tuple[int, int, int],
+    spec: BackboneSpec, model_cfg: ModelConfig, input_shape: tuple[int, int, int]
 ) -> keras.Model:
-    """A headless `keras.applications` backbone named "backbone", holding the requested weights."""
-    kwargs = check_backbone_args(spec, backbone_args)
-    if weights is not None and weights.strip().lower() == "imagenet":
-        weights = "imagenet"
-    from_file = weights is not None and weights != "imagenet"
-    if from_file:
-        path = Path(weights).expanduser()
-        _require_file(path)
-    with keras_internals.fresh_layer_names():
-        backbone = _construct(spec, None if from_file else weights, kwargs, input_shape)
-    if from_file:
-        _load_file(backbone, path, spec)
-    backbone.name = "backbone"
+    """A headless backbone named "backbone": a `keras.applications` model or the cut model of a
+    `.keras` file, holding ImageNet or file weights (a run's weights come later, see
+    `load_run_backbone`)."""
+    source = weights_source(model_cfg.weights)
+    if source.kind == "file":
+        require_weights_file(source.where)
+    if spec.path is not None:
+        backbone = load_file_backbone(spec, model_cfg, input_shape)
+    else:
+        kwargs = check_backbone_args(spec, model_cfg.backbone_args)
+        imagenet = "imagenet" if source.kind == "imagenet" else None
+        with keras_internals.fresh_layer_names():
+            backbone = _construct(spec, imagenet, kwargs, input_shape)
+        backbone.name = "backbone"
+    if source.kind == "file":
+        _load_file(backbone, source.where, spec)
     return backbone
+
+
+def load_run_backbone(model: keras.Model, source: WeightsSource) -> None:
+    """Copy the backbone arrays of the run `source` names into the backbone of `model`.
+
+    The run's classifier and this one share preprocessing and backbone (as
+    `check_same_backbone` made sure) and differ in the head, which comes after both in
+    `model.variables`; so the backbone's variables sit at the same positions in the run's
+    checkpoint, and each one's name and shape is checked there.
+    """
+    from distxfer.models.build import backbone_of
+
+    snapshot = run_checkpoint(source)
+    mine = {id(v) for v in backbone_of(model).variables}  # type: ignore[union-attr]
+    names = snapshot.state.model_names
+    for index, variable in enumerate(model.variables):
+        if id(variable) not in mine:
+            continue
+        fits = index < len(snapshot.model) and snapshot.model[index].shape == variable.shape
+        if fits and names:
+            fits = index < len(names) and names[index] == variable.path
+        if not fits:
+            raise ConfigError(
+                f"model.weights: the backbone of the run {source} does not fit this one"
+                f" (variable {variable.path} {tuple(variable.shape)} has no match at position"
+                f" {index} of its checkpoint); use the run's model.backbone and backbone_args"
+            )
+        variable.assign(snapshot.model[index])
 
 
 def check_backbone_args(spec: BackboneSpec, backbone_args: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,12 +202,12 @@ def _construct(
     except ValueError as exc:
         raise ConfigError(
             f"model: keras.applications.{spec.name} refused weights={weights!r}, "
-            f"backbone_args={kwargs} at input {list(input_shape)}: {_one_line(exc)}"
+            f"backbone_args={kwargs} at input {list(input_shape)}: {one_line(exc)}"
         ) from None
     except Exception as exc:
         if "URL fetch failure" not in str(exc):
             raise
-        reason = _one_line(exc)
+        reason = one_line(exc)
         raise _DownloadFailed(
             f"model.weights: cannot download the ImageNet weights for {spec.name} "
             f"({reason}). Downloading needs internet; Keras caches the weights in "
@@ -182,15 +220,6 @@ def _construct(
 
 def _files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-
-
-def _require_file(path: Path) -> None:
-    if not path.is_file():
-        raise ConfigError(
-            f"model.weights: weights file {path} does not exist; give a .weights.h5 saved by "
-            "distxfer (save_backbone_weights) or a Keras notop .h5, 'imagenet', or null for "
-            "random init"
-        )
 
 
 def _load_file(backbone: keras.Model, path: Path, spec: BackboneSpec) -> None:
@@ -211,7 +240,7 @@ def _load_file(backbone: keras.Model, path: Path, spec: BackboneSpec) -> None:
             backbone.load_weights(str(path))
     except (ValueError, OSError, KeyError) as exc:
         raise ConfigError(
-            f"model.weights: {path} does not fit {spec.name} ({_one_line(exc)}); {advice}"
+            f"model.weights: {path} does not fit {spec.name} ({one_line(exc)}); {advice}"
         ) from None
 
 
@@ -232,7 +261,7 @@ def _count_saved_variables(path: Path) -> int | None:
             f.visititems(visit)
     except OSError as exc:
         raise ConfigError(
-            f"model.weights: {path} is not a readable HDF5 weights file ({_one_line(exc)})"
+            f"model.weights: {path} is not a readable HDF5 weights file ({one_line(exc)})"
         ) from None
     return count
 
@@ -247,8 +276,3 @@ def _keras_home(path: str | Path | None) -> Iterator[Path]:
     (path / "models").mkdir(parents=True, exist_ok=True)
     with keras_internals.keras_home_set_to(path):
         yield path
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,4 +1,5 @@
-"""Exact evaluation on any engine: loss, accuracies and the confusion matrix over a whole split.
+"""Exact evaluation on any engine: loss, accuracies (balanced accuracy too) and the confusion matrix
+over a whole split.
 
 Every pipeline feeds its share of the split in padded batches whose padding has weight 0, so
 the sums over replicas and processes count each sample exactly once.
@@ -6,6 +7,7 @@ the sums over replicas and processes count each sample exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ from distxfer.config import DataConfig
 from distxfer.data import Batching, Split
 from distxfer.data.pipeline import eval_dataset
 from distxfer.engines import Engine
+from distxfer.report import balanced_accuracy
 from distxfer.train.state import NUM_STATS
 from distxfer.train.steps import batch_stats, metrics_from_stats, per_example_loss, top_k_for
 
@@ -40,7 +43,9 @@ class Evaluator:
         *,
         cache_dir: str | None = None,
     ) -> None:
-        self.model, self.engine, self.batching, self.data = model, engine, batching, data
+        # One batch per replica per step: training's gradient accumulation does not apply here.
+        self.batching = dataclasses.replace(batching, accumulation=1)
+        self.model, self.engine, self.data = model, engine, data
         self.cache_dir = cache_dir
         self.num_classes = int(model.outputs[0].shape[-1])
         self.top_k = top_k_for(self.num_classes)
@@ -56,7 +61,9 @@ class Evaluator:
         if count:
             self._many(iter(self.engine.distribute(dataset)), tf.constant(count, tf.int64))
         stats, confusion = self.engine.all_sum([self.stats.numpy(), self.confusion.numpy()])
-        return EvalResult(metrics_from_stats(stats, self.top_k, prefix), confusion)
+        metrics = metrics_from_stats(stats, self.top_k, prefix)
+        metrics[f"{prefix}balanced_accuracy"] = balanced_accuracy(confusion)
+        return EvalResult(metrics, confusion)
 
     def _replica_step(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         labels = tf.cast(batch["label"], tf.int32)

@@ -18,9 +18,10 @@ import keras
 import numpy as np
 
 from distxfer.config import Config
-from distxfer.data import Batching, DataSplits
+from distxfer.data import DataSplits, make_batching
 from distxfer.engines import Engine
 from distxfer.models import batchnorm_statistics, build_model, check_phases
+from distxfer.train.early_stopping import EarlyStopping
 from distxfer.train.epochs import Epochs
 from distxfer.train.evaluate import EvalResult, Evaluator
 from distxfer.train.featurecache import ImageInputs, phase_inputs
@@ -53,7 +54,7 @@ class Trainer:
         self.config, self.engine, self.splits = config, engine, splits
         self.run_dir, self.hooks = Path(run_dir), hooks or []
         data = config.data
-        self.batching = Batching(data.batch_size, engine.local_replicas, engine.size, engine.rank)
+        self.batching = make_batching(data, engine.local_replicas, engine.size, engine.rank)
         self.epochs = Epochs(config, splits.train, self.batching, cache_dir)
         self.epochs.steps(0)  # data that cannot be laid out over the workers fails now
         self.stopper = StopRequest(config.max_train_seconds)
@@ -74,6 +75,7 @@ class Trainer:
         self.bn_state = batchnorm_statistics(self.model) if train_bn else []
         self.position = Position()
         self.phase: PhaseSetup  # set by _begin_phase
+        self.early: EarlyStopping  # set by _begin_phase
         self.final_results: dict[str, EvalResult] = {}
 
     # -- the loop ----------------------------------------------------------------------------
@@ -123,22 +125,43 @@ class Trainer:
             broadcast_variables(self.engine, self.model.variables)
         self._fire("on_phase_begin", index, phase)
         for epoch in range(self.position.epoch, phase.epochs):
+            if self.early.stopped:
+                break
             self.position.epoch = epoch
             stopped = self._train_epoch(index, epoch)
             if stopped is not None:
                 return stopped
-            self._checkpoint("epoch", metrics=self._end_epoch(index, epoch))
-        self.position = Position(index + 1, 0, 0, self.position.global_step)
+            metrics = self._end_epoch(index, epoch)
+            best = self.early.update(metrics, self.position.global_step)
+            self._checkpoint("epoch", metrics=metrics, phase_best=best and self.early.keeps_best)
+        self._end_phase(index)
         return None
 
     def _begin_phase(self, index: int) -> None:
-        epoch_steps = self.epochs.phase_steps(index)
         self.inputs = phase_inputs(  # images, or the frozen backbone's cached features
             self.config, index, self.model, self.engine, self.splits, self.batching, self.images
         )
+        weights = self.splits.class_weights
         self.phase = set_up_phase(
-            self.config, index, self.model, self.engine, epoch_steps, step_model=self.inputs.model
+            self.config,
+            index,
+            self.model,
+            self.engine,
+            self.epochs,
+            weights,
+            step_model=self.inputs.model,
         )
+        resumed = self.checkpoints.resumed
+        patience = resumed.patience if resumed is not None else None
+        phase = self.config.phases[index]
+        self.early = EarlyStopping(phase, index, self.splits.num_classes, patience)
+
+    def _end_phase(self, index: int) -> None:
+        """Go on from the phase's best epoch if early stopping says so, then to the next phase."""
+        state, at = self.early.state, self.position.global_step
+        if self.early.keeps_best and state is not None and 0 <= state.best_step != at:
+            self.checkpoints.restore_phase_best(self.model.variables, state)
+        self.position = Position(index + 1, 0, 0, at)
 
     def _train_epoch(self, index: int, epoch: int) -> Outcome | None:
         """Train to the end of the epoch; the outcome if the ranks agreed to stop first."""
@@ -198,6 +221,7 @@ class Trainer:
         metrics = metrics_from_stats(sums, self.phase.step.top_k)
         metrics["learning_rate"] = self.learning_rate()
         metrics.update(self.throughput.since_epoch(sums))
+        metrics["train_seconds"] = self.checkpoints.train_seconds()  # over every resumption
         result = self.inputs.validate(prefix="val_")
         if result is not None:
             metrics.update(result.metrics)
@@ -230,13 +254,20 @@ class Trainer:
         *,
         finished: bool = False,
         metrics: dict[str, float] | None = None,
+        phase_best: bool = False,
     ) -> None:
         """Every rank calls this at the same step; the chief writes."""
         if self.bn_state:
             self.engine.sync_replica_state(self.bn_state)
-        model = self.model.variables
         path = self.checkpoints.save(
-            self.position, reason, model, self.phase, finished=finished, metrics=metrics
+            self.position,
+            reason,
+            self.model.variables,
+            self.phase,
+            finished=finished,
+            metrics=metrics,
+            patience=self.early.state,
+            phase_best=phase_best,
         )
         if path is not None:
             self._fire("on_checkpoint", str(path), reason)

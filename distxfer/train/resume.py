@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from distxfer.checkpoint import CheckpointStore, Snapshot, check_fits
+from distxfer.checkpoint import PHASE_BEST, CheckpointStore, Snapshot, check_fits
 from distxfer.config import OutputConfig
 from distxfer.engines import Engine
 from distxfer.errors import CheckpointError, CheckpointWriteError
@@ -28,6 +28,7 @@ from distxfer.train.state import (
     NUM_STATS,
     BestMetric,
     CheckpointReason,
+    Patience,
     Position,
     RunState,
     same_samples,
@@ -159,10 +160,14 @@ class RunCheckpoints:
         *,
         finished: bool = False,
         metrics: dict[str, float] | None = None,
+        patience: Patience | None = None,
+        phase_best: bool = False,
     ) -> Path | None:
         """Every rank calls this at the same step (it sums the epoch's training statistics, and
         `metrics` may set a new best); the chief queues the checkpoint and returns its path.
-        A write that failed stops every rank alike, here or (the run's last one) at once."""
+        `patience` is the phase's early stopping so far; `phase_best` links the checkpoint as
+        the phase's best epoch. A write that failed stops every rank alike, here or (the run's
+        last one) at once."""
         self.settle()
         stats = phase.step.stats
         epoch_stats = (
@@ -183,12 +188,39 @@ class RunCheckpoints:
             train_seconds=self.train_seconds(),
             epoch_stats=[float(x) for x in epoch_stats],
             model_names=[v.path for v in model],
+            patience=replace(patience) if patience else None,
         )
         arrays = [[np.asarray(v.numpy()) for v in vs] for vs in (model, phase.optimizer.variables)]
-        path = self.store.save(Snapshot(state, *arrays), is_best=is_best)
+        links = (PHASE_BEST,) if phase_best else ()
+        path = self.store.save(Snapshot(state, *arrays), is_best=is_best, also_as=links)
         if finished or reason in ("signal", "time"):  # the run ends here: know it is on disk
             self.settle()
         return path
+
+    def restore_phase_best(self, model: Sequence[Any], patience: Patience) -> None:
+        """Load the weights of the phase's best epoch (the checkpoint linked as its best) into
+        every rank's model; a collective, like `restore`."""
+        self.settle()  # the best epoch's checkpoint may still be being written
+        arrays, problem = None, None
+        if self.engine.is_chief:
+            try:
+                best = self.store.linked(PHASE_BEST)
+                if best is None or best.state.global_step != patience.best_step:
+                    raise CheckpointError(
+                        f"the checkpoint of step {patience.best_step} (the best epoch of phase"
+                        f" {patience.phase + 1}) is not {self.store.directory / PHASE_BEST};"
+                        " set early_stopping.restore_best: false to go on from the last weights"
+                    )
+                check_fits(best.model, model, "model", str(self.store.directory))
+                arrays = best.model
+            except CheckpointError as exc:
+                problem = str(exc)
+        problem = self.engine.broadcast_object(problem)
+        if problem:
+            raise CheckpointError(problem)
+        zeros = [np.zeros(v.shape, v.dtype) for v in model]
+        assign(model, self.engine.broadcast(arrays if arrays is not None else zeros))
+        log.info("phase %d ends on the weights of step %d", patience.phase + 1, patience.best_step)
 
     def train_seconds(self) -> float:
         """Seconds spent training, over every resumption of the run."""

@@ -2,10 +2,12 @@
 
 A checkpoint file (see `distxfer.checkpoint`) holds arrays and one JSON `state`: where training
 is (`Position`), why the checkpoint was written, the best validation metric so far, how long
-training has run, and the data order it assumed (`DataOrder`; `same_samples` says whether a
-resumed run with other workers or batch still covers the same samples at that step). `RunState` is
-that JSON, typed; `to_json` and `from_json` keep the layout every distxfer checkpoint of
-`STATE_VERSION` has.
+training has run, the data order it assumed (`DataOrder`; `same_samples` says whether a
+resumed run with other workers or batch still covers the same samples at that step) and, in a
+phase with early stopping, its patience so far (`Patience`). `RunState` is that JSON, typed;
+`to_json` and `from_json` keep the layout every distxfer checkpoint of `STATE_VERSION` has
+(fields added later have defaults, and `patience` is left out while there is none, so older
+checkpoints read and write alike).
 """
 
 from __future__ import annotations
@@ -54,12 +56,32 @@ class BestMetric:
         return value < self.value if self.metric.endswith("loss") else value > self.value
 
 
+@dataclass
+class Patience:
+    """Early stopping in one phase: its best epoch so far and the epochs waited since."""
+
+    phase: int
+    metric: str
+    best: float | None = None
+    best_step: int = -1  # global step of the checkpoint written at the best epoch's end
+    waited: int = 0  # epochs since the best that did not improve on it
+    stopped: bool = False  # the phase has run out of patience
+
+    def improves(self, value: float, min_delta: float) -> bool:
+        """Whether `value` beats the best by more than `min_delta` (lower is better for a loss)."""
+        if self.best is None:
+            return True
+        if self.metric.endswith("loss"):
+            return value < self.best - min_delta
+        return value > self.best + min_delta
+
+
 @dataclass(frozen=True)
 class DataOrder:
     """What fixes which samples a step covers: resuming mid-epoch needs the same values."""
 
     seed: int
-    global_batch: int
+    global_batch: int  # samples per optimizer step (every micro-batch of an accumulating step)
     num_pipelines: int  # input pipelines (worker processes)
     num_train: int
     train_fingerprint: str
@@ -104,6 +126,7 @@ class RunState:
     epoch_stats: list[float] = field(default_factory=lambda: [0.0] * NUM_STATS)  # mid-epoch sums
     model_names: list[str] = field(default_factory=list)
     time: float = field(default_factory=time.time)  # when it was written
+    patience: Patience | None = None  # early stopping in the phase of `position`
 
     @property
     def global_step(self) -> int:
@@ -116,6 +139,8 @@ class RunState:
 
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
+        if record["patience"] is None:
+            del record["patience"]
         return {"version": STATE_VERSION, **record.pop("position"), **record}
 
     @classmethod
@@ -128,7 +153,7 @@ class RunState:
                 f" {record.get('version')}, this one reads {STATE_VERSION}); use a new"
                 " output.run_dir"
             )
-        best = record.get("best")
+        best, patience = record.get("best"), record.get("patience")
         return cls(
             position=Position(*(int(record[k]) for k in ("phase", "epoch", "step", "global_step"))),
             reason=record["reason"],
@@ -140,4 +165,5 @@ class RunState:
             epoch_stats=[float(x) for x in record.get("epoch_stats", [0.0] * NUM_STATS)],
             model_names=list(record.get("model_names", [])),
             time=float(record.get("time", 0.0)),
+            patience=Patience(**patience) if patience else None,
         )

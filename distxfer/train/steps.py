@@ -1,7 +1,10 @@
 """The compiled training step of one phase, for any engine, and the loss and statistics it sums.
 
-A replica computes its loss as sum(weight * cross-entropy) / GLOBAL batch, so the gradients
-summed over replicas are the mean over the global batch (see `distxfer.engines.base`). The
+A replica computes its loss as sum(weight * class weight * cross-entropy) / GLOBAL batch, so the
+gradients summed over replicas are the mean over the global batch (see `distxfer.engines.base`)
+and per-class loss weights (`data.class_weight`) are exact on any number of workers. With
+gradient accumulation a replica adds up the gradients of `accumulation` micro-batches in a
+loop inside the compiled step, then the step reduces and applies them once. The
 forward and backward pass may be XLA-compiled; the gradient all-reduce and the optimizer update
 stay outside XLA, as Keras does under a strategy. Metrics are accumulated in-graph into
 process-local float64 sums (loss, correct, top-k correct, count), read only when reported, so a
@@ -58,6 +61,20 @@ def per_example_loss(
     return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
 
 
+def weighted_loss(
+    losses: tf.Tensor,
+    weights: tf.Tensor,
+    labels: tf.Tensor,
+    class_weights: tf.Tensor | None,
+    global_batch: int,
+) -> tf.Tensor:
+    """sum(weight * class weight of the label * loss) / global batch: this replica's share of
+    the global step's mean loss."""
+    if class_weights is not None:
+        weights = weights * tf.gather(class_weights, labels)
+    return tf.reduce_sum(losses * weights) / global_batch
+
+
 def batch_stats(
     labels: tf.Tensor, logits: tf.Tensor, losses: tf.Tensor, weights: tf.Tensor, top_k: int
 ) -> tf.Tensor:
@@ -91,6 +108,8 @@ class TrainStep:
         global_batch: int,
         num_classes: int,
         label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
+        accumulation: int = 1,
         xla: bool = False,
         steps_per_execution: int = 1,
         augment: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
@@ -98,7 +117,10 @@ class TrainStep:
         self.model = model
         self.optimizer = optimizer
         self.engine = engine
-        self.global_batch = global_batch
+        self.global_batch = global_batch  # samples per optimizer step, every micro-batch counted
+        self.accumulation = accumulation
+        weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
+        self.class_weights = weights
         self.num_classes = num_classes
         self.top_k = top_k_for(num_classes)
         self.label_smoothing = label_smoothing
@@ -120,34 +142,58 @@ class TrainStep:
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)
             losses = per_example_loss(labels, logits, self.num_classes, self.label_smoothing)
-            loss = tf.reduce_sum(losses * weights) / self.global_batch
-            if self.model.losses:
-                loss += tf.add_n(self.model.losses) / self.engine.num_replicas
+            loss = weighted_loss(losses, weights, labels, self.class_weights, self.global_batch)
+            if self.model.losses:  # weight penalties: once per step over replicas and micro-batches
+                loss += tf.add_n(self.model.losses) / (self.engine.num_replicas * self.accumulation)
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, self.trainable)
         return grads, batch_stats(labels, logits, losses, weights, self.top_k)
 
-    def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
-        labels = tf.cast(batch["label"], tf.int32)
-        images = batch["image"]
-        if self.augment is not None and "augment" in batch:
-            images = self.augment(images, batch["augment"])
-        grads, stats = self._compute(images, labels, batch["weight"])
-        finite = tf.math.is_finite(stats[LOSS])
+    def _replica_step(self, batches: list[dict[str, tf.Tensor]]) -> tf.Tensor:
+        grads, stats = self._accumulate(batches)
+        finite = tf.math.is_finite(stats[LOSS])  # any micro-batch's loss non-finite: skip
         grads = _zero_unless(finite, grads)
         grads = self.engine.reduce_gradients(grads)
         self.optimizer.apply(grads, self.trainable)
         return tf.concat([stats, [1.0 - tf.cast(finite, tf.float32)]], 0)
+
+    def _micro_batch(self, batch: dict[str, tf.Tensor]) -> tuple[list, tf.Tensor]:
+        labels = tf.cast(batch["label"], tf.int32)
+        images = batch["image"]
+        if self.augment is not None and "augment" in batch:  # data.augment_on: device
+            images = self.augment(images, batch["augment"])
+        return self._compute(images, labels, batch["weight"])
+
+    def _accumulate(self, batches: list[dict[str, tf.Tensor]]) -> tuple[list, tf.Tensor]:
+        """Gradients and statistics summed over the step's micro-batches: the first computed
+        directly (it tells which variables have gradients), the rest in a graph loop, so the
+        graph and the live activations stay those of one micro-batch."""
+        grads, stats = self._micro_batch(batches[0])
+        if len(batches) == 1:
+            return grads, stats
+        rest = {k: tf.stack([b[k] for b in batches[1:]]) for k in batches[0]}
+        present = [i for i, g in enumerate(grads) if g is not None]
+
+        def add_one(i: tf.Tensor, summed: list, stats: tf.Tensor) -> tuple:
+            more, more_stats = self._micro_batch({k: v[i] for k, v in rest.items()})
+            summed = [a + tf.convert_to_tensor(more[j]) for a, j in zip(summed, present)]
+            return i + 1, summed, stats + more_stats
+
+        start = (tf.constant(0), [tf.convert_to_tensor(grads[j]) for j in present], stats)
+        _, summed, stats = tf.while_loop(lambda i, *_: i < len(batches) - 1, add_one, start)
+        for j, g in zip(present, summed):
+            grads[j] = g
+        return grads, stats
 
     def _one_step(self, iterator: Any) -> None:
         # Timestamps inside the compiled step: how long it waited for its input, and how long
         # it took in all, measured without fetching anything per step.
         started = tf.timestamp()
         with tf.control_dependencies([started]):
-            batch = next(iterator)
-        with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+            batches = [next(iterator) for _ in range(self.accumulation)]
+        with tf.control_dependencies(tf.nest.flatten(batches, expand_composites=True)):
             received = tf.timestamp()
-        stats = self.engine.run(self._replica_step, batch)
+        stats = self.engine.run(self._replica_step, batches)
         local = tf.cast(self.engine.local_sum(stats), tf.float64)
         update = self.stats.assign_add(local[:NUM_STATS])
         first = (local[NUM_STATS] > 0) & (self.first_nonfinite < 0)

@@ -54,14 +54,17 @@ def main() -> None:
     class RecordingTrainStep(phase.TrainStep):
         """The real step, also recording the ids of the real samples each replica trains on."""
 
-        def _replica_step(self, batch):
+        def _replica_step(self, batches):
             def record(ids, weights):
                 consumed.append(ids.numpy()[weights.numpy() > 0])
                 return 0
 
-            recorded = tf.py_function(record, [batch["id"], batch["weight"]], tf.int32)
-            with tf.control_dependencies([recorded]):
-                return super()._replica_step(batch)
+            recorded = [
+                tf.py_function(record, [batch["id"], batch["weight"]], tf.int32)
+                for batch in batches
+            ]
+            with tf.control_dependencies(recorded):
+                return super()._replica_step(batches)
 
     phase.TrainStep = RecordingTrainStep  # what set_up_phase builds each phase's step with
 
