@@ -136,13 +136,22 @@ def _fit(config: Config, engine: Engine, splits: DataSplits, run_dir: Path) -> O
         outcome = fit_run(config, engine, splits, run_dir)
     except BaseException as exc:
         if chief:
-            write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            _record_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
         raise
     if chief:
         state = "preempted" if outcome is Outcome.SIGNAL else "finished"
-        write_status(run_dir, state, outcome=outcome.value)
+        _record_status(run_dir, state, outcome=outcome.value)
     engine.barrier()
     return outcome
+
+
+def _record_status(run_dir: Path, state: str, **details: object) -> None:
+    """Write how the run ended, if the disk lets us: the end itself (a full disk, say) must
+    not be replaced by an error about recording it."""
+    try:
+        write_status(run_dir, state, **details)
+    except OSError as exc:
+        log.warning("could not record the run's state %r in %s: %s", state, run_dir, exc)
 
 
 def describe_splits(splits: DataSplits) -> str:

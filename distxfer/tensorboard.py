@@ -9,6 +9,9 @@ tab shows each run's settings beside its train/ and validation/ metrics.
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,8 @@ from distxfer.train.state import Outcome
 if TYPE_CHECKING:
     from distxfer.config import PhaseConfig
     from distxfer.train.loop import Trainer
+
+log = logging.getLogger(__name__)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
@@ -58,13 +63,37 @@ def image_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
     return grid
 
 
+def _survives_write_errors(method: Callable[..., None]) -> Callable[..., None]:
+    """A failed TensorBoard write (disk full, read-only) stops TensorBoard output, not training:
+    the chief alone writes here, and raising would leave the other ranks in a collective. A
+    checkpoint written to the same disk fails next, and stops every rank alike."""
+
+    @functools.wraps(method)
+    def guarded(self: TensorBoardHook, *args: Any) -> None:
+        if self.failed:
+            return
+        try:
+            method(self, *args)
+        except (tf.errors.OpError, OSError) as exc:
+            self.failed = True
+            log.warning(
+                "TensorBoard output stopped: could not write to %s (%s); training goes on",
+                self.log_dir,
+                " ".join(str(exc).split())[:200],
+            )
+
+    return guarded
+
+
 class TensorBoardHook(Hook):
     def __init__(self, log_dir: Path, config: Config) -> None:
         self.log_dir = Path(log_dir)
         self.config = config
+        self.failed = False
         self.train = tf.summary.create_file_writer(str(self.log_dir / "train"))
         self.validation = tf.summary.create_file_writer(str(self.log_dir / "validation"))
 
+    @_survives_write_errors
     def on_train_begin(self, trainer: Trainer) -> None:
         # At the root, so TensorBoard's HParams tab finds the train/ and validation/ metrics below.
         root = tf.summary.create_file_writer(str(self.log_dir))
@@ -77,6 +106,7 @@ class TensorBoardHook(Hook):
             )
         self.train.flush()
 
+    @_survives_write_errors
     def on_phase_begin(self, trainer: Trainer, index: int, phase: PhaseConfig) -> None:
         count = trainer.config.output.image_grid
         if not count:
@@ -93,11 +123,13 @@ class TensorBoardHook(Hook):
             )
         self.train.flush()
 
+    @_survives_write_errors
     def on_log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         with self.train.as_default():
             for name, value in metrics.items():
                 tf.summary.scalar(name, value, step=trainer.position.global_step)
 
+    @_survives_write_errors
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         epoch = trainer.epochs.index(trainer.position.phase, trainer.position.epoch)
         for name, value in metrics.items():
@@ -109,6 +141,7 @@ class TensorBoardHook(Hook):
         self.train.flush()
         self.validation.flush()
 
+    @_survives_write_errors
     def on_evaluation(self, trainer: Trainer, split: str, result: EvalResult) -> None:
         png = confusion_png(
             result.confusion, trainer.splits.class_names, title=f"Confusion matrix: {split}"
@@ -123,6 +156,7 @@ class TensorBoardHook(Hook):
                 tf.summary.scalar(f"{split}/{name}", value, step=trainer.position.global_step)
         writer.flush()
 
+    @_survives_write_errors
     def on_train_end(self, trainer: Trainer, outcome: Outcome) -> None:
         self.train.close()
         self.validation.close()
