@@ -14,22 +14,10 @@ from functools import cached_property
 from typing import Any, Literal
 
 from distxfer.config.checks import require as _require
-from distxfer.config.data import AugmentConfig, DataConfig  # the data section, re-exported
+from distxfer.config.data import AugmentConfig as AugmentConfig  # re-exported
+from distxfer.config.data import DataConfig
 from distxfer.errors import ConfigError
 from distxfer.models.backbones import is_model_file
-
-__all__ = [
-    "AugmentConfig",
-    "Config",
-    "DataConfig",
-    "EarlyStoppingConfig",
-    "EngineConfig",
-    "HeadConfig",
-    "ModelConfig",
-    "OutputConfig",
-    "PhaseConfig",
-    "TrainableSpec",
-]
 
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
 
