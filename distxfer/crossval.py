@@ -22,7 +22,7 @@ from pathlib import Path
 
 from distxfer.config import Config, load_config
 from distxfer.cvsummary import render_summary, write_summary
-from distxfer.data.listing import list_class_folder, stratified_folds
+from distxfer.data.listing import list_class_folder
 from distxfer.data.recordmeta import is_record_folder
 from distxfer.engines import current_launch
 from distxfer.errors import ConfigError, DataError
@@ -110,7 +110,6 @@ def check_folds(config: Config, folds: int) -> None:
             f" {class_names[smallest]!r}, so some fold would not validate it; use at most"
             f" {counts[smallest]} folds or add images to the class"
         )
-    stratified_folds(listed.labels, class_names, folds, config.seed)
 
 
 def run_folds(sweep: Sweep) -> int:
