@@ -28,9 +28,9 @@ from distxfer.train.state import Outcome
 from distxfer.train.stopping import EXIT_PREEMPTED
 
 log = logging.getLogger(__name__)
-SOURCE_IMAGES_PER_CLASS = 1000
+SOURCE_IMAGES_PER_CLASS = 1500
 SCRATCH_PHASE = (
-    "phases=[{name: scratch, epochs: 1000, trainable: all, optimizer: adam, learning_rate: 0.002,"
+    "phases=[{name: scratch, epochs: 1000, trainable: all, optimizer: adam, learning_rate: 0.003,"
     " lr_scaling: sqrt, schedule: constant}]"
 )
 
@@ -43,7 +43,7 @@ def run_demo(
     source_config: Path = Path("configs/demo_source.yaml"),
 ) -> dict[str, RunResult]:
     """Run the three trainings (each resumable) and write `<run_dir>/demo_report.md`."""
-    from distxfer.data.demo import TARGET_CLASSES, write_demo_datasets
+    from distxfer.data.demo import SOURCE_CLASSES, TARGET_CLASSES, write_demo_datasets
 
     for path in (config, source_config):
         if not path.is_file():
@@ -78,7 +78,8 @@ def run_demo(
         [
             *target_data,
             "model.weights=null",
-            "model.batchnorm=train",
+            "model.batchnorm=train",  # the source run's recipe for training from scratch
+            "model.batchnorm_momentum=0.9",
             SCRATCH_PHASE,
             f"max_train_seconds={seconds['transfer']:.1f}",
             f"output.run_dir={run_dir / 'scratch'}",
@@ -89,7 +90,7 @@ def run_demo(
     results = {name: read_run(run_dir / name, seconds[name]) for name in RUNS}
     chance = 1 / len(TARGET_CLASSES)
     write_bytes(run_dir / PLOT, accuracy_plot(results, chance))
-    report = render(run_dir, results, transfer, len(TARGET_CLASSES))
+    report = render(run_dir, results, transfer, len(TARGET_CLASSES), len(SOURCE_CLASSES))
     write_bytes(run_dir / "demo_report.md", report.encode())
     print("\n" + report)
     return results

@@ -83,7 +83,13 @@ def accuracy_plot(results: dict[str, RunResult], chance: float) -> bytes:
     return buffer.getvalue()
 
 
-def render(run_dir: Path, results: dict[str, RunResult], transfer: Config, classes: int) -> str:
+def render(
+    run_dir: Path,
+    results: dict[str, RunResult],
+    transfer: Config,
+    classes: int,
+    source_classes: int,
+) -> str:
     """The Markdown report: the table, the plot beside it, and where everything is."""
     height, width = transfer.data.image_hw
     src, xfer, scr = (results[name] for name in RUNS)
@@ -95,11 +101,11 @@ def render(run_dir: Path, results: dict[str, RunResult], transfer: Config, class
         "",
         "| run | task | how | time | accuracy |",
         "|---|---|---|---|---|",
-        f"| source | 8 source shapes | from scratch | {src.seconds:.0f} s | "
+        f"| source | {source_classes} source shapes | from scratch | {src.seconds:.0f} s | "
         f"{src.accuracy:.1%} ({src.split}) |",
-        f"| transfer | 5 target shapes | source run's backbone, head then fine-tune |"
+        f"| transfer | {classes} target shapes | source run's backbone, head then fine-tune |"
         f" {xfer.seconds:.0f} s | **{xfer.accuracy:.1%}** ({xfer.split}) |",
-        f"| scratch | 5 target shapes | same model, random weights, same time |"
+        f"| scratch | {classes} target shapes | same model, random weights, same time |"
         f" {scr.seconds:.0f} s | **{scr.accuracy:.1%}** ({scr.split}) |",
         "",
         f"![validation accuracy against training time]({PLOT})",

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from distxfer.config.schema import DataConfig
+from distxfer.data import demo
 from distxfer.data.demo import SOURCE_CLASSES, TARGET_CLASSES, write_demo_datasets
 from distxfer.data.load import load_splits
 
@@ -36,6 +37,13 @@ def test_the_same_seed_writes_the_same_bytes(tmp_path):
     assert files(str(tmp_path / "one")) == files(str(tmp_path / "two"))
 
 
+def test_drawing_in_worker_processes_writes_the_same_bytes(tmp_path, monkeypatch):
+    write_demo_datasets(str(tmp_path / "here"), seed=4, **SMALL)
+    monkeypatch.setattr(demo, "_PARALLEL_FROM", 1)  # SMALL is drawn by a process per core
+    write_demo_datasets(str(tmp_path / "workers"), seed=4, **SMALL)
+    assert files(str(tmp_path / "here")) == files(str(tmp_path / "workers"))
+
+
 def test_another_seed_draws_other_images(tmp_path):
     write_demo_datasets(str(tmp_path / "one"), seed=4, **SMALL)
     write_demo_datasets(str(tmp_path / "two"), seed=5, **SMALL)
@@ -56,7 +64,7 @@ def test_tasks_have_their_classes_and_counts(tmp_path):
     assert source.class_names == tuple(sorted(SOURCE_CLASSES))
     assert target.class_names == tuple(sorted(TARGET_CLASSES))
     assert not set(SOURCE_CLASSES) & set(TARGET_CLASSES)
-    assert source.train.class_counts(8).tolist() == [3] * 8
+    assert source.train.class_counts(len(SOURCE_CLASSES)).tolist() == [3] * len(SOURCE_CLASSES)
     assert [s.class_counts(5).tolist() for s in (target.train, target.val, target.test)] == [
         [2] * 5,
         [1] * 5,
@@ -97,5 +105,5 @@ def test_default_sizes_give_a_few_hundred_source_and_few_target_images(tmp_path)
     paths = write_demo_datasets(str(tmp_path), seed=0)
     source = load_splits(DataConfig(train_dir=paths.source_train, val_split=0.1), seed=0)
     target = load_splits(DataConfig(train_dir=paths.target_train), seed=0)
-    assert len(source.train) + len(source.val) == 8 * 250
+    assert len(source.train) + len(source.val) == len(SOURCE_CLASSES) * 250
     assert len(target.train) == 5 * 30

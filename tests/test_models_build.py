@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -169,6 +171,36 @@ def test_trained_batchnorm_follows_the_training_flag():
     before = bn.moving_mean.numpy().copy()
     model(images(n=4), training=True)
     assert not np.array_equal(bn.moving_mean.numpy(), before)
+
+
+def test_batchnorm_momentum_sets_how_far_one_training_batch_moves_the_statistics():
+    model = build_model(model_cfg(batchnorm="train", batchnorm_momentum=0.25), 3, (32, 32), 3)
+    bn = backbone_of(model).get_layer("bn_Conv1")
+    assert {
+        layer.momentum
+        for layer in leaf_layers(backbone_of(model))
+        if isinstance(layer, keras.layers.BatchNormalization)
+    } == {0.25}
+    model(images(n=4), training=True)  # moving = 0.25 * moving + 0.75 * batch mean, from 0
+    seen = bn.moving_mean.numpy()
+    default = build_model(model_cfg(batchnorm="train"), 3, (32, 32), 3)
+    default.set_weights(model.get_weights())
+    dbn = backbone_of(default).get_layer("bn_Conv1")
+    dbn.moving_mean.assign(np.zeros_like(seen))
+    default(images(n=4), training=True)  # MobileNetV2's own 0.999: a thousandth of the way
+    np.testing.assert_allclose(dbn.moving_mean.numpy() * 750, seen, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"batchnorm": "train", "batchnorm_momentum": 1.0}, "must be in [0, 1)"),
+        ({"batchnorm": "frozen", "batchnorm_momentum": 0.9}, "only applies with"),
+    ],
+)
+def test_batchnorm_momentum_out_of_range_or_with_frozen_batchnorm_is_a_config_error(kwargs, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        model_cfg(**kwargs).check("model")
 
 
 def test_batchnorm_frozen_tells_which_mode_the_model_was_built_in():

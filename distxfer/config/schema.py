@@ -47,6 +47,9 @@ class ModelConfig:
     backbone_layer: str | None = None  # .keras backbone: the layer whose output is the features
     safe_mode: bool = True  # .keras backbone: Keras safe mode; false allows Lambda layers
     batchnorm: Literal["frozen", "train"] = "frozen"  # frozen = inference mode, as Keras advises
+    # with batchnorm: train, the moving statistics' momentum in every backbone BatchNorm layer;
+    # null keeps the architecture's (0.99, or 0.999 for MobileNetV2/V3: thousands of steps)
+    batchnorm_momentum: float | None = None
     rescale: float = 1.0 / 255.0  # input scaling for the "mlp" model (backbones use their own)
     head: HeadConfig = field(default_factory=HeadConfig)
 
@@ -55,6 +58,17 @@ class ModelConfig:
             bool(self.backbone.strip()), f"{key}.backbone", "must name a backbone, e.g. ResNet50"
         )
         _require(self.rescale > 0, f"{key}.rescale", "must be positive")
+        if self.batchnorm_momentum is not None:
+            _require(
+                0.0 <= self.batchnorm_momentum < 1.0,
+                f"{key}.batchnorm_momentum",
+                f"must be in [0, 1), got {self.batchnorm_momentum}",
+            )
+            _require(
+                self.batchnorm == "train",
+                f"{key}.batchnorm_momentum",
+                "only applies with model.batchnorm: train (frozen BatchNorm keeps its statistics)",
+            )
         if is_model_file(self.backbone):
             _require(
                 bool(self.backbone_layer),

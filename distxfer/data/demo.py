@@ -5,7 +5,7 @@ few hundred PNG images each, to pretrain on. TARGET task: 5 other shapes (arrow,
 pentagon, L-shape, a pair of dots) with few training images each plus validation and test
 images, as JPEGs. Shapes have random colours, sizes, positions and rotations over a textured,
 cluttered background, so neither task is trivial, and features learned on the first help the
-second. Images are small (64x64 by default) so a small backbone trains in a minute or two on a
+second. Images are small (48x48 by default) so a small backbone trains in a minute or two on a
 laptop CPU.
 
 Every image is drawn from its own seed (seed, task, split, class, index), so the output is
@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +30,10 @@ from PIL import Image, ImageDraw
 
 SOURCE_CLASSES = ("circle", "square", "triangle", "star", "cross", "hexagon", "ring", "crescent")
 TARGET_CLASSES = ("arrow", "heart", "pentagon", "lshape", "pair")
-DEMO_VERSION = 1
+DEMO_VERSION = 2  # 2: larger shapes, less clutter, drawn at 48x48 in parallel
 _MARKER = "demo.json"
 _SUPERSAMPLE = 2  # draw large, then shrink: smooth edges
+_PARALLEL_FROM = 1000  # images; fewer are drawn in this process
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def write_demo_datasets(
     target_train_per_class: int = 30,
     target_val_per_class: int = 20,
     target_test_per_class: int = 30,
-    image_size: int = 64,
+    image_size: int = 48,
 ) -> DemoPaths:
     """Write (or find already written) the SOURCE and TARGET datasets under `root`."""
     root = os.path.abspath(os.path.expanduser(root))
@@ -95,14 +98,12 @@ def _write_task(folder: str, spec: dict) -> None:
     tmp = f"{folder}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         task_id = ("source", "target").index(spec["task"])
-        for split_id, (split, count) in enumerate(spec["counts"].items()):
-            for class_id, name in enumerate(spec["classes"]):
-                class_dir = os.path.join(tmp, split, name)
-                os.makedirs(class_dir)
-                for i in range(count):
-                    rng = np.random.default_rng([spec["seed"], task_id, split_id, class_id, i])
-                    image = draw_image(name, rng, spec["image_size"])
-                    _save(image, os.path.join(class_dir, f"{name}_{i:04d}.{spec['format']}"))
+        jobs = [
+            (os.path.join(tmp, split, name), spec, (spec["seed"], task_id, split_id, class_id), n)
+            for split_id, (split, n) in enumerate(spec["counts"].items())
+            for class_id, name in enumerate(spec["classes"])
+        ]
+        _run_all(_write_class, jobs, parallel=sum(job[-1] for job in jobs) >= _PARALLEL_FROM)
         with open(os.path.join(tmp, _MARKER), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=1)
         if _read_marker(folder) == spec:  # another process finished first
@@ -114,6 +115,29 @@ def _write_task(folder: str, spec: dict) -> None:
         os.rename(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_all(function, jobs: list, parallel: bool) -> None:
+    """`function(job)` for every job, in worker processes (one per core) when `parallel`."""
+    workers = min(len(jobs), os.cpu_count() or 1) if parallel else 1
+    if workers == 1:
+        for job in jobs:
+            function(job)
+        return
+    # spawn, not fork: the caller may already run TensorFlow's threads
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        list(pool.map(function, jobs))
+
+
+def _write_class(job: tuple[str, dict, tuple[int, ...], int]) -> None:
+    """Draw and save one class folder of one split: image i from seed (*key, i)."""
+    class_dir, spec, key, count = job
+    name = os.path.basename(class_dir)
+    os.makedirs(class_dir)
+    for i in range(count):
+        image = draw_image(name, np.random.default_rng([*key, i]), spec["image_size"])
+        _save(image, os.path.join(class_dir, f"{name}_{i:04d}.{spec['format']}"))
 
 
 def _read_marker(folder: str) -> dict | None:
@@ -136,8 +160,8 @@ def draw_image(shape: str, rng: np.random.Generator, size: int = 64) -> Image.Im
     big = size * _SUPERSAMPLE
     image = _background(rng, size)
     fill = _contrasting_colour(rng, np.asarray(image).reshape(-1, 3).mean(0))
-    radius = rng.uniform(0.2, 0.36) * big
-    centre = rng.uniform(radius * 0.8, big - radius * 0.8, size=2)
+    radius = rng.uniform(0.25, 0.4) * big
+    centre = rng.uniform(radius * 0.85, big - radius * 0.85, size=2)
     mask = Image.new("L", (big, big), 0)
     _draw_shape(ImageDraw.Draw(mask), shape, centre, radius, rng.uniform(0, 2 * math.pi))
     image.paste(Image.new("RGB", (big, big), fill), (0, 0), mask)
@@ -158,7 +182,7 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).resize(
         (big, big), Image.Resampling.BILINEAR
     )
-    _clutter(ImageDraw.Draw(image), rng, big, int(rng.integers(2, 6)), near=a)
+    _clutter(ImageDraw.Draw(image), rng, big, int(rng.integers(1, 4)), near=a)
     return image
 
 

@@ -12,7 +12,8 @@ backbone's weights are copied from that run's checkpoint once the classifier is 
 With `model.batchnorm: frozen` the backbone runs in inference mode even in a training step:
 BatchNorm normalizes with its moving statistics (and they stay put) while the backbone is
 fine-tuned, as Keras's transfer learning guide advises; the backbone's own dropout is off too.
-`train` lets the backbone follow the training flag, which training one from scratch needs.
+`train` lets the backbone follow the training flag, which training one from scratch needs;
+`model.batchnorm_momentum` then sets how fast its moving statistics follow the batches.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def build_model(
     image = keras.Input(shape=(height, width, channels), dtype="uint8", name="image")
     if spec.has_backbone:
         backbone = create_backbone(spec, model_cfg, (height, width, channels))
+        if model_cfg.batchnorm_momentum is not None:
+            for layer in leaf_layers(backbone):
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.momentum = float(model_cfg.batchnorm_momentum)
         takes_uint8 = spec.path is not None and backbone.inputs[0].dtype == "uint8"
         x = image if takes_uint8 else apply_preprocessing(image, spec.preprocess)
         if model_cfg.batchnorm == "frozen":
