@@ -33,6 +33,9 @@ def test_bench_scan_lists_a_tree_cold_then_cached_then_restarts(tmp_path):
     results = bench(tmp_path, "scan", "--files", "2000", "--classes", "20")
     assert results["cold"]["train"] == results["cached"]["train"] > 1900
     assert results["restart"]["seconds"] > 0 and len(results["targets"]) == 2
+    stages = results["restart"]["stages"]
+    assert "listing (scan cache filled)" in stages and all(s >= 0 for s in stages.values())
+    assert sum(stages.values()) == pytest.approx(results["restart"]["seconds"])
 
 
 def test_bench_feature_cache_trains_the_head_phase_both_ways(tmp_path):

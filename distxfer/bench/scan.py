@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> dict:
     ]
     print(table(["target", "measured", "met"], targets))
     print(f"second epoch's dataset built in {restart['second_epoch_dataset_s']:.2f} s")
+    print(table(["restart, stage by stage", "seconds"], list(restart["stages"].items())))
     results = {"cold": cold, "cached": cached, "restart": restart, "imports": imports}
     results["targets"] = targets
     write_json(args.json, info, results)
@@ -109,6 +110,10 @@ def _child(argv: list[str], env: dict[str, str]) -> dict:
         )
         found = json.loads(Path(result.name).read_text())
     found["seconds"] = found.pop("finished") - started
+    marks = found.pop("marks", None)
+    if marks:  # each stage's seconds, from the end of the one before (the first: the start)
+        ends = [started, *marks.values()]
+        found["stages"] = {name: ends[i + 1] - ends[i] for i, name in enumerate(marks)}
     return found
 
 
@@ -139,27 +144,40 @@ def _restart_worker(root: str, run_dir: str, out: str) -> None:
     )
     resolve(config)
     config.check()
+    marks = {"interpreter, distxfer, config": time.time()}
     before = _rss_gb()
     launch = current_launch()
     splits = load_splits_once(config.data, config.seed, rank=launch.rank, size=launch.size)
     listing_peak = _peak_rss_gb() - before
+    marks["listing (scan cache filled)"] = time.time()
     engine = create_engine(config.engine)
+    marks["importing TensorFlow, the engine"] = time.time()
     splits = agree_on_splits(engine, splits, config.data, config.seed)
+    marks["agreeing on the splits"] = time.time()
     from distxfer.train.hooks import Hook
     from distxfer.train.loop import Trainer
 
     class FirstStep(Hook):
+        def on_epoch_begin(self, trainer: Trainer, epoch: int, steps: int, start_step: int) -> None:
+            marks["checkpoints, the first epoch's dataset"] = time.time()
+
         def on_steps(self, trainer: Trainer, step: int, steps: int) -> None:
-            finished = time.time()
+            marks[f"the first {step} step(s): tracing, the first batches"] = finished = time.time()
             started = time.perf_counter()
             trainer.epochs.dataset(1)
             second = time.perf_counter() - started
             _write(
-                out, finished=finished, listing_rss_gb=listing_peak, second_epoch_dataset_s=second
+                out,
+                finished=finished,
+                listing_rss_gb=listing_peak,
+                second_epoch_dataset_s=second,
+                marks=marks,
             )
             os._exit(0)
 
-    Trainer(config, engine, splits, Path(run_dir), [FirstStep()]).fit()
+    trainer = Trainer(config, engine, splits, Path(run_dir), [FirstStep()])
+    marks["the model, optimizer state, evaluator"] = time.time()
+    trainer.fit()
 
 
 def _imports_worker(out: str) -> None:
@@ -178,7 +196,7 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def _write(out: str, **values: float) -> None:
+def _write(out: str, **values: float | dict[str, float]) -> None:
     Path(out).write_text(json.dumps(values))
 
 
