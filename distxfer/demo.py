@@ -15,6 +15,7 @@ time (`demo_report.md`, `demo_accuracy.png`). Every step is an ordinary training
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -78,8 +79,9 @@ def run_demo(
         [
             *target_data,
             "model.weights=null",
-            "model.batchnorm=train",  # the source run's recipe for training from scratch
-            "model.batchnorm_momentum=0.9",
+            # the source run's recipe for training from scratch
+            f"model.batchnorm={source.model.batchnorm}",
+            f"model.batchnorm_momentum={json.dumps(source.model.batchnorm_momentum)}",
             SCRATCH_PHASE,
             f"max_train_seconds={seconds['transfer']:.1f}",
             f"output.run_dir={run_dir / 'scratch'}",

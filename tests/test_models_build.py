@@ -11,7 +11,7 @@ import pytest
 from distxfer.config.schema import HeadConfig, ModelConfig
 from distxfer.errors import ConfigError
 from distxfer.models import backbone_of, build_model, leaf_layers, probability_model
-from distxfer.models.build import batchnorm_frozen
+from distxfer.models.build import batchnorm_frozen, batchnorm_layers
 
 
 def model_cfg(backbone: str = "MobileNetV2", **kwargs) -> ModelConfig:
@@ -176,11 +176,7 @@ def test_trained_batchnorm_follows_the_training_flag():
 def test_batchnorm_momentum_sets_how_far_one_training_batch_moves_the_statistics():
     model = build_model(model_cfg(batchnorm="train", batchnorm_momentum=0.25), 3, (32, 32), 3)
     bn = backbone_of(model).get_layer("bn_Conv1")
-    assert {
-        layer.momentum
-        for layer in leaf_layers(backbone_of(model))
-        if isinstance(layer, keras.layers.BatchNormalization)
-    } == {0.25}
+    assert {layer.momentum for layer in batchnorm_layers(backbone_of(model))} == {0.25}
     model(images(n=4), training=True)  # moving = 0.25 * moving + 0.75 * batch mean, from 0
     seen = bn.moving_mean.numpy()
     default = build_model(model_cfg(batchnorm="train"), 3, (32, 32), 3)

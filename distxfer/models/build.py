@@ -49,9 +49,8 @@ def build_model(
     if spec.has_backbone:
         backbone = create_backbone(spec, model_cfg, (height, width, channels))
         if model_cfg.batchnorm_momentum is not None:
-            for layer in leaf_layers(backbone):
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.momentum = float(model_cfg.batchnorm_momentum)
+            for layer in batchnorm_layers(backbone):
+                layer.momentum = float(model_cfg.batchnorm_momentum)
         takes_uint8 = spec.path is not None and backbone.inputs[0].dtype == "uint8"
         x = image if takes_uint8 else apply_preprocessing(image, spec.preprocess)
         if model_cfg.batchnorm == "frozen":
@@ -103,13 +102,17 @@ def leaf_layers(model: keras.Layer) -> Iterator[keras.Layer]:
         yield from leaf_layers(child)
 
 
+def batchnorm_layers(model: keras.Layer) -> Iterator[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of `model`, nested ones included, in order."""
+    for layer in leaf_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+
+
 def batchnorm_statistics(model: keras.Model) -> list[keras.Variable]:
     """The moving mean and variance of every BatchNormalization layer, nested ones included."""
     return [
-        v
-        for layer in leaf_layers(model)
-        if isinstance(layer, keras.layers.BatchNormalization)
-        for v in (layer.moving_mean, layer.moving_variance)
+        v for layer in batchnorm_layers(model) for v in (layer.moving_mean, layer.moving_variance)
     ]
 
 
