@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from distxfer.data.splits import FolderSplit
+from distxfer.data.storagemap import map_by_storage
 from distxfer.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -56,8 +56,12 @@ def list_class_folder(
     labels, sizes, mtimes = [], [], []
     empty = []
     folders = [os.path.join(root, name) for name in class_names]
-    with ThreadPoolExecutor(min(16, 4 * (os.cpu_count() or 1)), "distxfer-list") as pool:
-        listed = list(pool.map(lambda folder: _image_files(folder, follow_links), folders))
+    listed = map_by_storage(
+        lambda folder: _image_files(folder, follow_links),
+        folders,
+        threads=min(16, 4 * (os.cpu_count() or 1)),
+        name="distxfer-list",
+    )
     for label, (name, (found, found_sizes, found_mtimes)) in enumerate(
         zip(class_names, listed, strict=True)
     ):

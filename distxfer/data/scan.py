@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from distxfer.data.splits import BadFile
+from distxfer.data.storagemap import map_by_storage
 
 # Most files are judged from 8 KiB + 4 KiB; a file that looks bad is read again with 64 KiB
 # windows (large EXIF blocks, camera trailers after the JPEG end marker) before it is reported.
@@ -43,15 +43,15 @@ def quick_scan(paths: Sequence[str], *, workers: int | None = None) -> list[BadF
 
 
 def scan_files(paths: Sequence[str], *, workers: int | None = None) -> list[FileCheck]:
-    """`check_file` for every path, on a thread pool (the work is mostly waiting for disk)."""
+    """`check_file` for every path, on a thread pool of `workers` once the reads mostly wait for
+    storage (`.storagemap`)."""
     workers = workers or min(32, 4 * (os.cpu_count() or 1))
     chunk = 256
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    if len(chunks) <= 1:
-        return [check_file(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="distxfer-scan") as pool:
-        done = pool.map(lambda part: [check_file(p) for p in part], chunks)
-        return [check for part in done for check in part]
+    done = map_by_storage(
+        lambda part: [check_file(p) for p in part], chunks, threads=workers, name="distxfer-scan"
+    )
+    return [check for part in done for check in part]
 
 
 def check_file(path: str) -> FileCheck:
