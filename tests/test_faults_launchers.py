@@ -155,7 +155,8 @@ DETERMINISTIC = (  # 18 steps an epoch at 2 x 2 images, 2 epochs
 STOPPED_BY = {"horovodrun": signal.SIGUSR1, "multiworker": signal.SIGTERM}
 # Every worker exited with 75; horovodrun itself then exits with 1, the supervisor with theirs.
 ALL_EXITED_75 = {
-    "horovodrun": r"(?s)(?=.*Process 0 exit with status code 75)",
+    # horovodrun names whichever worker it saw end first
+    "horovodrun": r"(?s)(?=.*(Process \d exit with status code 75|Exit code: 75))",
     "multiworker": r"(?s)(?=.*\[launch\] worker \d exited with status 75)",
 }
 
