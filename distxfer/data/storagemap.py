@@ -39,10 +39,10 @@ def map_by_storage(
     wall, cpu = time.perf_counter(), time.thread_time()
     for index, item in enumerate(items):
         results.append(function(item))
-        waited = time.perf_counter() - wall
-        if waited < window_s:
+        elapsed = time.perf_counter() - wall
+        if elapsed < window_s:
             continue
-        if threads > 1 and waited > WAITING_RATIO * (time.thread_time() - cpu):
+        if threads > 1 and elapsed > WAITING_RATIO * (time.thread_time() - cpu):
             with ThreadPoolExecutor(threads, thread_name_prefix=name) as pool:
                 results.extend(pool.map(function, items[index + 1 :]))
             return results
