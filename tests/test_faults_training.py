@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 CONFIG = ("-c", "configs/mnist_mlp.yaml")
 
 
-def store(run_dir: Path) -> CheckpointStore:
-    return CheckpointStore(run_dir / "checkpoints", keep=3, best_metric="val_loss", writer=False)
+def store(run_dir: Path, *, writer: bool = False) -> CheckpointStore:
+    return CheckpointStore(run_dir / "checkpoints", keep=3, best_metric="val_loss", writer=writer)
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -219,7 +219,7 @@ def test_a_failed_checkpoint_write_stops_every_rank_naming_the_path(
         # A write the remount caught midway cannot delete its temporary file in a read-only
         # folder; the next run's checkpoint store removes it when it starts.
         assert all(".tmp-" in p.name for p in folder.glob(".*"))
-        CheckpointStore(folder, keep=3, best_metric="val_loss", writer=True)
+        store(run_dir, writer=True)
     assert not list(folder.glob(".*"))
 
 
