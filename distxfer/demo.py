@@ -4,8 +4,9 @@ ImageNet weights cannot be fetched everywhere, so the demo makes its own "pretra
 1. source: train a small keras.applications backbone from scratch on the built-in SOURCE task
    (8 shapes);
 2. transfer: start from that run's backbone (`model.weights: <run_dir>/source`, the public way
-   to transfer from a run) and fine-tune it on a different TARGET task (5 other shapes, few
-   images per class) with the usual two phases, head first, then the top layers;
+   to transfer from a run) and fine-tune it on a different TARGET task (5 other shapes, 100
+   training images per class) with the usual two phases: head first, then the whole backbone at a
+   lower rate;
 3. scratch: train the same model on the same target data from random weights, for the same
    training time as step 2 took;
 then report the accuracies side by side, in a table and a plot of accuracy against training
@@ -30,6 +31,7 @@ from distxfer.train.stopping import EXIT_PREEMPTED
 
 log = logging.getLogger(__name__)
 SOURCE_IMAGES_PER_CLASS = 1500
+TARGET_IMAGES_PER_CLASS = 100  # training images; validation and test keep the defaults
 SCRATCH_PHASE = (
     "phases=[{name: scratch, epochs: 1000, trainable: all, optimizer: adam, learning_rate: 0.003,"
     " lr_scaling: sqrt, schedule: constant}]"
@@ -52,7 +54,10 @@ def run_demo(
                 f"{path} not found: run `distxfer demo` from the repository root, or pass --config"
             )
     data = write_demo_datasets(
-        str(run_dir / "data"), seed=0, source_per_class=SOURCE_IMAGES_PER_CLASS
+        str(run_dir / "data"),
+        seed=0,
+        source_per_class=SOURCE_IMAGES_PER_CLASS,
+        target_train_per_class=TARGET_IMAGES_PER_CLASS,
     )
     target_data = [
         f"data.train_dir={data.target_train}",

@@ -35,12 +35,11 @@ def test_demo_pretrains_transfers_and_beats_scratch_in_the_same_time(tmp_path):
     assert transfer_config["model"]["weights"] == str(run_dir / "source")  # the public path
     source = accuracy(run_dir / "source", "validation")
     transfer, scratch = (accuracy(run_dir / name, "test") for name in ("transfer", "scratch"))
-    # BENCHMARKS.md "The demo": source 95.2% on one CPU, 92.0% on another (float rounding moves
-    # the whole run), so the 95% target is not met everywhere; transfer 20 points over scratch
-    # is met on both
-    assert source >= 0.90, report  # 8 classes: chance is 12.5%
+    # BENCHMARKS.md "The demo": source 95.7%, transfer 86.0%, scratch about 21% on the machine of
+    # 2026-12-03; another CPU's float rounding moves the whole run a few points: hence the margins
+    assert source >= 0.92, report  # 8 classes: chance is 12.5%
     assert transfer >= scratch + 0.20, report  # pretrained features pay off in the same time
-    assert transfer >= 0.70, report  # 75.3% measured; the 85% target is not met (see there)
+    assert transfer >= 0.80, report  # 5 classes: chance is 20%
     assert (run_dir / "demo_accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert "![validation accuracy against training time](demo_accuracy.png)" in report
     assert f"tensorboard --logdir {run_dir}" in report

@@ -65,10 +65,13 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         from distxfer.data.demo import write_demo_datasets
-        from distxfer.demo import SOURCE_IMAGES_PER_CLASS
+        from distxfer.demo import SOURCE_IMAGES_PER_CLASS, TARGET_IMAGES_PER_CLASS
 
         paths = write_demo_datasets(
-            args.out, seed=args.seed, source_per_class=SOURCE_IMAGES_PER_CLASS
+            args.out,
+            seed=args.seed,
+            source_per_class=SOURCE_IMAGES_PER_CLASS,
+            target_train_per_class=TARGET_IMAGES_PER_CLASS,
         )
         for name, path in vars(paths).items():
             print(f"{name}: {path}")
