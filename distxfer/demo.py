@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distxfer.atomic import write_bytes
 from distxfer.checkpoint import CheckpointStore
@@ -29,6 +30,9 @@ from distxfer.run import train
 from distxfer.train.state import Outcome
 from distxfer.train.stopping import EXIT_PREEMPTED
 
+if TYPE_CHECKING:
+    from distxfer.data.demo import DemoPaths
+
 log = logging.getLogger(__name__)
 SOURCE_IMAGES_PER_CLASS = 1500
 TARGET_IMAGES_PER_CLASS = 100  # training images; validation and test keep the defaults
@@ -36,6 +40,18 @@ SCRATCH_PHASE = (
     "phases=[{name: scratch, epochs: 1000, trainable: all, optimizer: adam, learning_rate: 0.003,"
     " lr_scaling: sqrt, schedule: constant}]"
 )
+
+
+def write_demo_data(root: Path | str, seed: int = 0) -> DemoPaths:
+    """Write (or find already written) the demo's datasets at the sizes its configs suit."""
+    from distxfer.data.demo import write_demo_datasets
+
+    return write_demo_datasets(
+        str(root),
+        seed=seed,
+        source_per_class=SOURCE_IMAGES_PER_CLASS,
+        target_train_per_class=TARGET_IMAGES_PER_CLASS,
+    )
 
 
 def run_demo(
@@ -46,19 +62,14 @@ def run_demo(
     source_config: Path = Path("configs/demo_source.yaml"),
 ) -> dict[str, RunResult]:
     """Run the three trainings (each resumable) and write `<run_dir>/demo_report.md`."""
-    from distxfer.data.demo import SOURCE_CLASSES, TARGET_CLASSES, write_demo_datasets
+    from distxfer.data.demo import SOURCE_CLASSES, TARGET_CLASSES
 
     for path in (config, source_config):
         if not path.is_file():
             raise ConfigError(
                 f"{path} not found: run `distxfer demo` from the repository root, or pass --config"
             )
-    data = write_demo_datasets(
-        str(run_dir / "data"),
-        seed=0,
-        source_per_class=SOURCE_IMAGES_PER_CLASS,
-        target_train_per_class=TARGET_IMAGES_PER_CLASS,
-    )
+    data = write_demo_data(run_dir / "data")
     target_data = [
         f"data.train_dir={data.target_train}",
         f"data.val_dir={data.target_val}",

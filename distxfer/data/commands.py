@@ -64,15 +64,9 @@ def run(args: argparse.Namespace) -> int:
             f" {args.out}; train with data.train_dir={args.out}"
         )
     else:
-        from distxfer.data.demo import write_demo_datasets
-        from distxfer.demo import SOURCE_IMAGES_PER_CLASS, TARGET_IMAGES_PER_CLASS
+        from distxfer.demo import write_demo_data
 
-        paths = write_demo_datasets(
-            args.out,
-            seed=args.seed,
-            source_per_class=SOURCE_IMAGES_PER_CLASS,
-            target_train_per_class=TARGET_IMAGES_PER_CLASS,
-        )
+        paths = write_demo_data(args.out, seed=args.seed)
         for name, path in vars(paths).items():
             print(f"{name}: {path}")
     return 0
