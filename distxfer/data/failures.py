@@ -46,16 +46,19 @@ def load_batches(
         )
     black = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
 
+    @tf.autograph.experimental.do_not_convert
     def dropped(entry: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         out = load(dict(entry, data=black))  # the same structure and shapes as a good sample
         noted = tf.py_function(_note(split), [entry["id"]], Tout=tf.float32)
         noted.set_shape([])
         return dict(out, weight=noted * 0.0, image=tf.zeros_like(out["image"]))
 
+    @tf.autograph.experimental.do_not_convert
     def one(entry: dict[str, tf.Tensor]) -> tf.data.Dataset:
         tried = tf.data.Dataset.from_tensors(entry).map(load).ignore_errors()
         return tried.concatenate(tf.data.Dataset.from_tensors(entry).map(dropped)).take(1)
 
+    @tf.autograph.experimental.do_not_convert
     def attempt(group: dict[str, tf.Tensor]) -> tf.data.Dataset:
         whole = tf.data.Dataset.from_tensors(group).unbatch().map(load)
         one_by_one = tf.data.Dataset.from_tensors(group).unbatch().flat_map(one)

@@ -9,6 +9,9 @@ sums over workers stay exact; `id` is the sample's index in its split.
 The split supplies its entries (`Split.source`, one reader per input kind, in
 `distxfer.data.sources`); this module decodes, sizes, augments and batches them alike for every
 kind. Everything after the plan is graph ops: no Python runs per sample or per step.
+The functions mapped over samples (here, in `failures` and in `sources`) are plain graph code,
+so AutoGraph is told not to convert them: converting them cost about 0.3 s per pipeline, built
+every epoch (BENCHMARKS.md, "The demo").
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ def _loader(cfg: DataConfig, seed: int, epoch: int, augmenting: bool) -> Callabl
     """Decode and size one sample; when augmenting, also draw its random transform."""
     aug, image_size, channels = cfg.augment, cfg.image_hw, cfg.channels
 
+    @tf.autograph.experimental.do_not_convert
     def load(e: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         sample = sample_seed(seed, epoch, e["id"]) if augmenting else None
         if "image" in e:
@@ -111,6 +115,7 @@ def _finisher(cfg: DataConfig, augmenting: bool) -> Callable:
     step as "augment") and keep exactly the output contract's keys."""
     on_device = cfg.augment_on == "device"
 
+    @tf.autograph.experimental.do_not_convert
     def finish(b: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = b["image"]
         out = {"label": b["label"], "weight": b["weight"], "id": b["id"]}

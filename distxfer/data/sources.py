@@ -40,6 +40,7 @@ def folder_entries(
         cached = cached_images(split, cfg.image_hw, cfg.channels, cfg.cache, reading.cache_dir)
     labels, paths = sample_tables(split)
 
+    @tf.autograph.experimental.do_not_convert
     def fields(e: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         e = dict(e, label=tf.gather(labels, e["id"]))
         if cached is not None:
@@ -75,6 +76,7 @@ def feature_entries(
             _TABLES[split] = (tf.constant(split.labels, tf.int32), tf.constant(split.features))
     labels, features = _TABLES[split]
 
+    @tf.autograph.experimental.do_not_convert
     def fields(e: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return dict(e, label=tf.gather(labels, e["id"]), image=tf.gather(features, e["id"]))
 
@@ -112,6 +114,7 @@ def record_entries(
     ds = ds.skip(start * per_pipeline)  # before parsing and decoding: skipping is cheap
     weights = tf.constant(layout.step_weights)
 
+    @tf.autograph.experimental.do_not_convert
     def fields(position: tf.Tensor, record: tf.Tensor) -> dict[str, tf.Tensor]:
         e = parse_record(record)
         e["weight"] = tf.where(
