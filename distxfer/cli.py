@@ -23,7 +23,7 @@ from distxfer.engines import current_launch
 from distxfer.errors import ConfigError, DistxferError
 from distxfer.inference import evaluate_run, export_run, predict_to_csv
 from distxfer.logs import quiet_tensorflow, setup_logging
-from distxfer.run import train
+from distxfer.run import check_start, train
 from distxfer.runs import render as render_runs
 from distxfer.runs import summarize
 from distxfer.slurm import command as slurm_command
@@ -34,6 +34,11 @@ from distxfer.train.stopping import EXIT_PREEMPTED, hold_stop_signals
 def _train(args: argparse.Namespace) -> int:
     hold_stop_signals()  # a preemption signal during start-up stops the run at its first step
     config = load_config(args.config, args.overrides)
+    if args.check:
+        resuming = check_start(config, allow_config_change=args.allow_config_change)
+        action = "resume the run" if resuming else "start a new run"
+        print(f"config ok: would {action} in {config.output.run_dir}")
+        return 0
     outcome = train(config, allow_config_change=args.allow_config_change)
     return EXIT_PREEMPTED if outcome is Outcome.SIGNAL else 0
 
@@ -131,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-config-change",
         action="store_true",
         help="resume a run directory even though its config differs",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config, run directory, model files and data folders, then exit",
     )
     p.set_defaults(func=_train)
 

@@ -24,6 +24,14 @@ def quiet_tensorflow() -> None:
     warnings.filterwarnings("ignore", message=".*`build\\(\\)` was called on layer.*")
 
 
+def say(line: str) -> None:
+    """Print `line` to stdout in one write with its newline. `print` makes two writes when
+    Python is unbuffered (PYTHONUNBUFFERED), and `mpirun --tag-output` tags each write, so a
+    printed line would end in a stray tag, or run into another rank's line."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
 def setup_logging(rank: int = 0, *, debug: bool = False) -> None:
     """Log to stderr: INFO and up on the chief, WARNING and up, prefixed `[rank N]`, elsewhere."""
     chief = rank == 0

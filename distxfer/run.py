@@ -51,6 +51,7 @@ RESUMABLE_CHANGES = (
     "data.cache",
     "data.scan",
 )
+DATA_FOLDERS = ("train_dir", "val_dir", "test_dir")  # the data keys that name folders
 # What may be in a run directory before the run starts: a launcher's files (`distxfer slurm`),
 # the lock of a run that ended before writing its config (`distxfer.runlock`).
 LAUNCH_ENTRIES = ("slurm", LOCK_NAME)
@@ -80,11 +81,29 @@ def check_run_dir(run_dir: Path, config: Config, *, allow_config_change: bool) -
     return False
 
 
+def check_start(config: Config, *, allow_config_change: bool = False) -> bool:
+    """What `train` checks before it reads any data: the run directory (True if it holds a run
+    to resume), the backbone file and the weights to start from, and that the data folders exist.
+    `distxfer train --check` stops here (a Slurm job runs it once, before starting its tasks)."""
+    resuming = check_run_dir(
+        Path(config.output.run_dir), config, allow_config_change=allow_config_change
+    )
+    check_model_sources(config.model)
+    for key in DATA_FOLDERS:
+        folder = getattr(config.data, key)
+        if folder and not Path(folder).expanduser().is_dir():
+            what = "is not a folder" if Path(folder).expanduser().exists() else "does not exist"
+            raise ConfigError(
+                f"data.{key}: {folder} {what}; point it at a folder of class folders or of"
+                " TFRecord files"
+            )
+    return resuming
+
+
 def train(config: Config, *, allow_config_change: bool = False) -> Outcome:
     """Run (or resume) training on this process's engine; how it ended."""
     run_dir = Path(config.output.run_dir)
-    resuming = check_run_dir(run_dir, config, allow_config_change=allow_config_change)
-    check_model_sources(config.model)
+    resuming = check_start(config, allow_config_change=allow_config_change)
     launch = current_launch()  # rank 0 lists the data; the other ranks read what it found
     splits = load_splits_once(config.data, config.seed, rank=launch.rank, size=launch.size)
     engine = create_engine(config.engine)

@@ -59,6 +59,28 @@ def test_bad_input_is_one_line_with_status_2(args, message, capsys):
     assert err.startswith("distxfer: error: ") and err.count("\n") == 1
 
 
+def test_check_says_what_train_would_do_and_writes_nothing(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(
+        ["train", "--check", "-c", "configs/mnist_mlp.yaml", *tiny_overrides(tiny_data, run_dir)]
+    )
+    assert code == 0
+    assert capsys.readouterr().out == f"config ok: would start a new run in {run_dir}\n"
+    assert not run_dir.exists()
+
+
+def test_check_refuses_a_data_folder_that_is_a_file(tiny_data, tmp_path, capsys):
+    image = next((tiny_data["test"] / "red").iterdir())
+    args = [*tiny_overrides(tiny_data, tmp_path / "run"), f"data.test_dir={image}"]
+    code = main(["train", "--check", "-c", "configs/mnist_mlp.yaml", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"distxfer: error: data.test_dir: {image} is not a folder; point it at a folder of"
+        " class folders or of TFRecord files\n"
+    )
+
+
 def test_a_bad_image_stops_the_run_before_training_and_names_the_file(tiny_data, tmp_path):
     data = {k: tmp_path / k for k in tiny_data}
     for name, src in tiny_data.items():

@@ -35,6 +35,9 @@ LAUNCHERS = {
 }
 # Printed by the chief alone, once per run: a second process or replica talking repeats them.
 CHIEF_ONCE = [re.compile(r"Epoch 1/1(?!\d)"), re.compile(r" INFO phase 1 '")]
+# horovodrun's and mpirun's tag, written before each piece of a rank's output: a line written
+# in two pieces (print's text, then its newline) carries two tags.
+RANK_TAG = re.compile(r"\[\d+(?:,\d+)?\]<std(?:out|err)>:")
 
 
 def run_launcher(name: str, data: dict[str, Path], run_dir: Path) -> str:
@@ -54,7 +57,7 @@ def run_launcher(name: str, data: dict[str, Path], run_dir: Path) -> str:
     result = subprocess.run(
         [*command, "-c", "configs/mnist_mlp.yaml", *overrides],
         cwd=REPO,
-        env=cli_env(),
+        env=cli_env(PYTHONUNBUFFERED="1"),  # every print a write of its own: see RANK_TAG
         capture_output=True,
         text=True,
         timeout=400,
@@ -98,6 +101,8 @@ def test_launcher_runs_training_and_only_the_chief_writes_and_talks(name, tiny_d
     assert "engine " + LAUNCHERS[name][1] + ": 2 process(es)" in output or name == "mirrored"
     for once in CHIEF_ONCE:
         assert len(once.findall(output)) == 1, (once.pattern, output[-6000:])
+    torn = [line for line in output.splitlines() if len(RANK_TAG.findall(line)) > 1]
+    assert not torn, torn[:5]
     pattern = LAUNCHERS[name][2]
     if pattern is None:
         return

@@ -167,15 +167,18 @@ def test_a_time_limit_warning_requeues_the_job_and_scancel_then_stops_it_without
     assert f"resuming from step {first} " in (run_dir / "train.log").read_text()
 
 
-def test_a_job_with_a_bad_config_fails_once_and_is_not_requeued(cluster, tiny_data, tmp_path):
+def test_a_job_with_a_bad_config_fails_before_its_tasks_start_and_is_not_requeued(
+    cluster, tiny_data, tmp_path
+):
     run_dir = tmp_path / "bad"
     bad = overrides(tiny_data, run_dir, "data.batch_size=0")
     job, log = submit(cluster, "horovod", tmp_path, str(run_dir), *bad)
     info = cluster.wait_for_job(job)
     text = log.read_text()
     assert (info["JobState"], info["Restarts"], info["ExitCode"]) == ("FAILED", "0", "2:0"), text
-    assert text.count("distxfer: error: data.batch_size: must be at least 1") == 2  # each task
-    assert "training failed (exit status 2): not requeued" in text
+    assert text.count("distxfer: error: data.batch_size: must be at least 1") == 1
+    assert "the config was refused (exit status 2): not requeued" in text
+    assert "srun --kill-on-bad-exit" not in text  # refused before any task started
     assert "start 2" not in text and not run_dir.exists()
 
 

@@ -30,14 +30,18 @@ while :; do sleep 0.05; done
 FAKE_SCONTROL = """#!/bin/bash
 echo "$*" >> "$FAKE/scontrol.log"
 """
+FAKE_PYTHON = """#!/bin/bash
+printf '%s\n' "$@" > "$FAKE/check.args"
+exit "${FAKE_CHECK:-0}"
+"""  # the batch shell runs only `distxfer train --check` itself; the tasks are srun's
 
 
 @pytest.fixture
 def fake(tmp_path) -> Path:
-    """A folder with stand-in `srun` and `scontrol`, which record what they were asked."""
+    """A folder with stand-in `srun`, `scontrol` and `python`, which record what they were asked."""
     folder = tmp_path / "fake"
     folder.mkdir()
-    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("python", FAKE_PYTHON)):
         (folder / name).write_text(text)
         (folder / name).chmod(0o755)
     return folder
@@ -51,7 +55,7 @@ def start_job(fake: Path, tasks: str, *args: str, engine: str = "horovod", **env
             "PATH": f"{fake}:{os.environ['PATH']}",
             "FAKE": str(fake),
             "FAKE_TASKS": tasks,
-            "DISTXFER": "/opt/venv/bin/python -m distxfer",
+            "DISTXFER": f"{fake}/python -m distxfer",
             "SLURM_JOB_ID": "42",
             **env,
         },
@@ -107,7 +111,7 @@ def test_the_step_runs_distxfer_train_with_the_config_run_directory_and_override
     assert (fake / "srun.args").read_text().split("\n")[:-1] == [
         "--kill-on-bad-exit=1",  # a task that fails ends the step (test_slurm_jobs.py)
         "--mpi=pmix",
-        "/opt/venv/bin/python",
+        str(fake / "python"),
         "-m",
         "distxfer",
         "train",
@@ -120,11 +124,28 @@ def test_the_step_runs_distxfer_train_with_the_config_run_directory_and_override
     assert requeues(fake) == []
 
 
+def test_the_input_is_checked_once_by_the_batch_shell_before_the_step(fake):
+    job = start_job(fake, "finish", "configs/x.yaml", "runs/x", "data.batch_size=8")
+    job.communicate(timeout=30)
+    assert (fake / "check.args").read_text().split() == [
+        *("-m", "distxfer", "train", "--check", "-c", "configs/x.yaml", "engine.name=horovod"),
+        *("output.run_dir=runs/x", "data.batch_size=8"),
+    ]
+
+
+def test_a_refused_config_fails_the_job_with_its_own_status_and_starts_no_task(fake):
+    job = start_job(fake, "finish", "configs/x.yaml", FAKE_CHECK="2")
+    output, _ = job.communicate(timeout=30)
+    assert job.returncode == 2 and requeues(fake) == []
+    assert "the config was refused (exit status 2): not requeued" in output
+    assert not (fake / "srun.args").exists()
+
+
 def test_multiworker_tasks_are_started_by_plain_srun_and_gpus_bound_one_per_task(fake):
     job = start_job(fake, "finish", "c.yaml", engine="multiworker", SLURM_GPUS_ON_NODE="4")
     job.communicate(timeout=30)
     args = (fake / "srun.args").read_text().split()
-    assert args[:3] == ["--kill-on-bad-exit=1", "--gpu-bind=single:1", "/opt/venv/bin/python"]
+    assert args[:3] == ["--kill-on-bad-exit=1", "--gpu-bind=single:1", str(fake / "python")]
     assert "engine.name=multiworker" in args and not any(a.startswith("--mpi") for a in args)
 
 

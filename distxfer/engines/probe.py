@@ -13,15 +13,18 @@ line the processes wrote (usually the error), so a missing piece is named in its
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from distxfer.launchers import ProcessSpec, horovodrun, mpirun, tf_config_workers
+from distxfer.logs import say
 
 PROBE_SECONDS = 120.0  # a probe that has not answered by then has failed (a hang is an answer)
 WORKERS = 2
 PASSED = "probe passed:"
+MPIRUN_TAG = re.compile(r"\[\d+,\d+\]<std(?:out|err)>:")  # `mpirun --tag-output`
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,14 @@ def run_probe(
         return ProbeResult(False, f"no answer within {timeout:.0f} s (a process hung)")
     except OSError as exc:  # the launcher itself is missing
         return ProbeResult(False, f"cannot start {specs[0].argv[0]}: {exc.strerror}")
-    lines = [line.strip() for line in output.getvalue().splitlines() if line.strip()]
+    return judge(status, output.getvalue(), expected)
+
+
+def judge(status: int, output: str, expected: int) -> ProbeResult:
+    """A probe's verdict from its exit status and what its `expected` processes printed."""
+    # mpirun tags each piece of a rank's output, and pieces of two ranks may share a line.
+    text = MPIRUN_TAG.sub("\n", output)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     passed = [line for line in lines if PASSED in line]
     if status == 0 and len(passed) == expected:
         return ProbeResult(True, passed[0].split(PASSED, 1)[1].strip())
@@ -90,10 +100,10 @@ def probe_process(engine: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     (engine,) = argv if argv is not None else sys.argv[1:]
     try:
-        print(probe_process(engine), flush=True)
+        say(probe_process(engine))
     except Exception as exc:  # noqa: BLE001 - the probe reports any failure in one line
         first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"{engine} failed: {type(exc).__name__}: {first[:200]}", flush=True)
+        say(f"{engine} failed: {type(exc).__name__}: {first[:200]}")
         return 1
     return 0
 

@@ -3,7 +3,8 @@
 A script has three parts: the `#SBATCH` lines (resources, the log named by job id and kept
 across requeues, the warning signal, `--requeue`), what to run (a config and its overrides: from
 the command line in the generic scripts of `slurm/`, written in by `distxfer slurm`, or one set
-per array task for a sweep), and the same shell logic in every script (`JOB_LOGIC`): start the
+per array task for a sweep), and the same shell logic in every script (`JOB_LOGIC`): check the
+input once (`distxfer train --check`: a bad config fails the job with its own status), start the
 step with srun in the background and wait for it, so that the batch shell's trap passes USR1 and
 TERM to the tasks while they train (`--kill-on-bad-exit`: a task that fails or is killed ends the
 step, so no task waits forever in a collective for it); then requeue the job only when it stopped
@@ -136,6 +137,7 @@ if [ "${{SLURM_GPUS_ON_NODE:-0}}" != 0 ]; then
     STEP+=(--gpu-bind=single:1)  # each task sees its own GPU
 fi
 TRAIN=("${{DISTXFER_CMD[@]}}" train -c "$CONFIG" "engine.name=$ENGINE" "${{RUN_ARGS[@]}}")
+CHECK=("${{DISTXFER_CMD[@]}}" train --check -c "$CONFIG" "engine.name=$ENGINE" "${{RUN_ARGS[@]}}")
 
 # USR1 is Slurm's warning (time limit, or `scancel --signal=USR1 --batch`): requeue afterwards.
 # TERM is scancel (or the time limit itself): checkpoint the same way, but do not requeue.
@@ -150,6 +152,14 @@ trap 'pass_on TERM' TERM
 
 say "job ${{SLURM_JOB_ID:-?}}${{SLURM_ARRAY_TASK_ID:+ (array task $SLURM_ARRAY_TASK_ID)}}:" \\
     "start $((RESTARTS + 1)) (SLURM_RESTART_COUNT=$RESTARTS, requeued at most $MAX_REQUEUES times)"
+# Bad input is refused once, here, with the exit status distxfer gave it (2), before any task
+# starts: the tasks would each print the same error, and srun would report a killed one's status.
+"${{CHECK[@]}}"
+checked=$?
+if [ "$checked" != 0 ] && [ -z "$warned$cancelled" ]; then
+    say "the config was refused (exit status $checked): not requeued; fix it and submit again"
+    exit "$checked"
+fi
 say "srun ${{STEP[*]:+${{STEP[*]}} }}${{TRAIN[*]}}"
 status=$EXIT_PREEMPTED
 if [ -z "$warned$cancelled" ]; then

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from distxfer.logs import say
 from distxfer.train.state import CheckpointReason, Outcome
 from distxfer.train.steps import metrics_from_stats
 
@@ -49,19 +50,17 @@ class ProgressHook(Hook):
 
     def on_phase_begin(self, trainer: Trainer, index: int, phase: PhaseConfig) -> None:
         setup, count = trainer.phase, len(trainer.config.phases)
-        print(
+        say(
             f"Phase {index + 1}/{count} '{phase.name}': trainable={phase.trainable}"
             f" ({setup.summary}), optimizer={phase.optimizer}, peak lr={setup.peak_lr:.3g},"
-            f" global batch={trainer.batching.global_batch}",
-            flush=True,
+            f" global batch={trainer.batching.global_batch}"
         )
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int, steps: int, start_step: int) -> None:
         phase = trainer.config.phases[trainer.position.phase]
-        print(
+        say(
             f"Epoch {epoch + 1}/{phase.epochs}"
-            + (f" (resuming at step {start_step})" if start_step else ""),
-            flush=True,
+            + (f" (resuming at step {start_step})" if start_step else "")
         )
         self._bar = keras.utils.Progbar(
             target=steps,
@@ -86,8 +85,7 @@ class ProgressHook(Hook):
 
     def on_checkpoint(self, trainer: Trainer, path: str, reason: CheckpointReason) -> None:
         if reason in ("signal", "time"):
-            print(
+            say(
                 f"Stopped on {'a signal' if reason == 'signal' else 'the time limit'};"
-                f" checkpoint {path}",
-                flush=True,
+                f" checkpoint {path}"
             )
