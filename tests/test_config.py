@@ -59,6 +59,13 @@ def test_dotted_overrides_reach_nested_keys_and_list_items(tmp_path):
     assert config.data.augment.zoom_range() == (0.9, 1.2)
 
 
+def test_list_items_may_be_addressed_with_brackets(tmp_path):
+    path = write(tmp_path, "phases:\n  - {name: head}\n  - {name: finetune}\n")
+    config = load_config(path, ["phases[1].epochs=3", "phases[head].learning_rate=0.01"])
+    assert config.phases[1].epochs == 3
+    assert config.phases[0].learning_rate == 0.01
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

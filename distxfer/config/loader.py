@@ -60,10 +60,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+_LIST_ITEM = re.compile(r"\[([^\[\]]+)\]")
+
+
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """Apply one `dotted.key=value` to the raw (untyped) config mapping."""
     key, sep, text = item.partition("=")
-    key = key.strip()
+    key = _LIST_ITEM.sub(r".\1", key.strip())  # phases[0].epochs is phases.0.epochs
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(
             f"override {item!r} must look like section.key=value, e.g. data.batch_size=64"
