@@ -133,7 +133,7 @@ def test_a_large_jpeg_decoded_shrunk_stays_close_to_an_antialiased_full_decode()
     assert psnr > 35
 
 
-@pytest.mark.parametrize(("size", "antialias"), [(12, False), (4, True)])
+@pytest.mark.parametrize(("size", "antialias"), [(24, False), (12, False), (4, True)])
 def test_resize_antialiases_only_beyond_a_shrink_of_two(size, antialias):
     image = tf.constant(noise(16, 16, seed=6))
     expected = tf.image.resize(image, (size, size), antialias=antialias)

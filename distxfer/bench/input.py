@@ -46,7 +46,9 @@ TARGETS = (  # (setting, folder, ours against, at least)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=2000, help="small JPEGs to generate")
     parser.add_argument("--image-size", type=int, default=320, help="of the small JPEGs")
-    parser.add_argument("--photos", type=int, default=48, help="12-megapixel JPEGs to generate")
+    parser.add_argument(
+        "--photos", type=int, default=2000, help="12-megapixel JPEGs (6 drawn, the rest hard links)"
+    )
     parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--data-dir", help="keep the generated folders here (default: temporary)")

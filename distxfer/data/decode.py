@@ -72,7 +72,14 @@ def resize(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
         lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
         lambda: tf.image.resize(image, size, method="bilinear", antialias=False),
     )
-    return to_uint8(resized)
+    return rounded(resized)
+
+
+def rounded(image: tf.Tensor) -> tf.Tensor:
+    """Round float pixels to uint8 where they cannot leave 0..255: a bilinear resize, with or
+    without antialiasing, weighs its inputs with non-negative weights summing to 1. The same
+    pixels as `to_uint8`, whose clip costs about 8% of a 320 -> 224 decode and resize."""
+    return tf.cast(tf.round(image), tf.uint8)
 
 
 def to_uint8(image: tf.Tensor) -> tf.Tensor:
