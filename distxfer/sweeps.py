@@ -144,6 +144,9 @@ def plan_sweep(
     sweep = Sweep(Path(config.output.run_dir).resolve(), str(config_path), overrides, trials)
     for trial in sweep.trials:
         check_trial(sweep, trial)
+    # Listed before the manifest is read: in a multi-process launch the chief may be writing
+    # the manifest meanwhile, and it lands before anything else the chief puts there.
+    contents = visible_entries(sweep.folder)
     earlier = Sweep.read(sweep.folder)
     if earlier is not None:
         if not earlier.same_runs(sweep):
@@ -152,11 +155,18 @@ def plan_sweep(
                 " output.run_dir, or the same config, overrides and runs to resume it"
             )
         sweep.jobs = earlier.jobs
-    elif sweep.folder.is_dir() and any(sweep.folder.iterdir()):
+    elif contents:
         raise ConfigError(
             f"output.run_dir {sweep.folder} exists and is not a sweep folder; choose another"
         )
     return sweep
+
+
+def visible_entries(folder: Path) -> list[str]:
+    """The names in `folder` that are not hidden (an atomic write's temporary is hidden)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def check_trial(sweep: Sweep, trial: Trial) -> None:

@@ -14,7 +14,7 @@ from distxfer.cli import main
 from distxfer.config import load_config
 from distxfer.errors import ConfigError
 from distxfer.run import check_run_dir
-from distxfer.sweeps import Sweep, grid, parse_axis
+from distxfer.sweeps import Sweep, grid, parse_axis, plan_sweep
 
 CONFIG = "configs/mnist_mlp.yaml"
 
@@ -106,6 +106,38 @@ def test_a_bad_value_in_a_sweep_stops_it_before_anything_is_written(tiny_data, t
         "distxfer: error: sweep run 001_seed=x: seed: expected an integer, got str 'x'\n"
     )
     assert not folder.exists()
+
+
+def plan_seed_sweep(folder: Path) -> Sweep:
+    config = load_config(CONFIG, [f"output.run_dir={folder}"])
+    return plan_sweep(
+        Path(CONFIG), [f"output.run_dir={folder}"], config, grid([parse_axis("seed=1,2")])
+    )
+
+
+def test_a_manifest_the_chief_is_still_writing_does_not_make_the_folder_foreign(tmp_path):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    (folder / ".sweep.json.tmp-123-abcd").write_text("{")  # the chief's write, not renamed yet
+    assert plan_seed_sweep(folder).folder == folder.resolve()
+
+
+def test_a_manifest_landing_while_a_worker_plans_the_sweep_is_taken_as_the_sweep(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "sweep"
+    chiefs = Sweep(
+        folder.resolve(), CONFIG, [f"output.run_dir={folder}"], grid([parse_axis("seed=1,2")])
+    )
+    looked = Sweep.read
+
+    def read_then_chief_writes(cls, where):  # the chief's rename lands right after this look
+        found = looked(where)
+        chiefs.write()
+        return found
+
+    monkeypatch.setattr(Sweep, "read", classmethod(read_then_chief_writes))
+    assert plan_seed_sweep(folder).trials == chiefs.trials
 
 
 def test_another_sweep_into_the_same_folder_is_refused(tiny_data, tmp_path, capsys):
